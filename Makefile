@@ -1,0 +1,48 @@
+# DeliveryHub entry points. Only Python 3.11 (or another python3) with pip is needed.
+#   make run    start the whole stack (web, worker, scheduler, smtpd, embedded Redis)
+#   make test   run the test suite (PYTEST_ARGS to tune, DATABASE_URL / REDIS_URL respected)
+#   make bench  run the delivery benchmark
+#   make lint   system checks and missing-migration check
+
+.DEFAULT_GOAL := run
+SHELL := /bin/bash
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# Interpreter used to create the venv: $(PYTHON) if given, else python3.11, else python3.
+PYTHON ?=
+PYTEST_ARGS ?= -q
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: venv run test bench lint clean-venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@if [ ! -x $(PY) ]; then \
+	  py="$(PYTHON)"; \
+	  if [ -z "$$py" ]; then \
+	    if python3.11 -c 'import venv' >/dev/null 2>&1; then py=python3.11; else py=python3; fi; \
+	  fi; \
+	  echo "Creating $(VENV) with $$py ($$($$py --version 2>&1))"; \
+	  $$py -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+run: venv
+	$(PY) manage.py run_stack
+
+# REDIS_URL defaults to a local Redis (db 15) for tests only; `make run` uses the embedded one.
+test: venv
+	REDIS_URL="$${REDIS_URL:-$(TEST_REDIS_URL)}" $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) manage.py bench
+
+lint: venv
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+clean-venv:
+	rm -rf $(VENV)

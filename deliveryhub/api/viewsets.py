@@ -1,0 +1,75 @@
+"""
+Base viewsets: declare `queryset`, `serializer_class` and `filterset_class`; the base class does the policing.
+
+`TenantModelViewSet` restricts the queryset through `restrict()` (so another tenant's object is a 404),
+creates objects in the request's tenant, wraps writes in a transaction and re-checks that a saved
+object is still visible to the actor.
+"""
+
+from django.db import transaction
+from rest_framework import mixins, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
+
+from ..choices import Action
+from ..permissions import Principal
+
+
+class BaseViewSetMixin:
+    """What every DeliveryHub viewset shares: the permission area and restrict()."""
+
+    permission_area = None  # defaults to the model's
+    permission_action = None  # an @action may set its own: @action(..., permission_action="export")
+
+    def get_permission_area(self):
+        return self.permission_area or self.queryset.model.permission_area
+
+    @property
+    def principal(self):
+        return Principal.of(self.request.user)
+
+    def get_queryset(self):
+        return super().get_queryset().restrict(self.principal, Action.VIEW)
+
+    def request_tenant(self):
+        """The tenant new objects belong to: the key's tenant, or the session's current tenant."""
+        tenant = getattr(self.request, "tenant", None)
+        if tenant is None:
+            raise ValidationError({"tenant": "No current tenant: use a tenant API key or select a tenant."})
+        return tenant
+
+
+class TenantModelViewSet(BaseViewSetMixin, viewsets.ModelViewSet):
+    """CRUD for a TenantModel, policed by tenant and role."""
+
+    def perform_create(self, serializer):
+        with transaction.atomic():
+            instance = serializer.save(tenant=self.request_tenant())
+            self._recheck(instance)
+
+    def perform_update(self, serializer):
+        with transaction.atomic():
+            instance = serializer.save()
+            self._recheck(instance)
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            instance.delete()
+
+    def _recheck(self, instance):
+        if not self.get_queryset().filter(pk=instance.pk).exists():
+            raise NotFound("The object would not be visible to you after this change.")
+
+
+class ReadOnlyTenantViewSet(BaseViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """Read-only access to tenant-owned rows (audit log, jobs)."""
+
+
+class CreateListRetrieveDestroyViewSet(
+    BaseViewSetMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Objects that are created and removed but never edited (API keys)."""

@@ -1,0 +1,178 @@
+"""
+The audit log: who did what, from where, to which object, with before/after values.
+
+CRUD on `ChangeLoggedModel`s is logged automatically (`log_change`, called from the model's save and
+delete); services log their verbs explicitly with `record()`. The request context (request id, actor,
+client address) travels in a context variable set by `RequestIDMiddleware`, by API authentication, or
+by `audit_context()` in commands and jobs.
+
+Every entry is chained: it stores the previous entry's hash and a SHA-256 over its own canonical
+content. Writers lock the single `AuditChainHead` row, so concurrent writers still form one chain.
+"""
+
+import contextvars
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+from django.db import transaction
+from django.utils import timezone
+
+from .choices import ActorType
+from .constants import AUDIT_GENESIS_HASH
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    request_id: str = ""
+    principal: object = None  # a permissions.Principal, or None for the system
+    client_ip: str | None = None
+    tenant_id: int | None = None  # fallback tenant for entries whose object has none
+
+
+_context = contextvars.ContextVar("deliveryhub_audit_context", default=AuditContext())
+
+
+def current_context():
+    return _context.get()
+
+
+def set_context(**changes):
+    """Change fields of the current context (e.g. the actor once API authentication succeeded)."""
+    _context.set(replace(_context.get(), **changes))
+
+
+@contextmanager
+def audit_context(*, principal=None, request_id=None, client_ip=None, tenant_id=None):
+    """Run a block (a command, a job) with the given actor and a request id."""
+    token = _context.set(
+        AuditContext(
+            request_id=request_id or uuid.uuid4().hex,
+            principal=principal,
+            client_ip=client_ip,
+            tenant_id=tenant_id,
+        )
+    )
+    try:
+        yield _context.get()
+    finally:
+        _context.reset(token)
+
+
+def object_type_of(obj):
+    return f"{obj._meta.app_label}.{obj._meta.model_name}"
+
+
+def _actor_fields(principal):
+    if principal is None:
+        return ActorType.SYSTEM, "", "system"
+    if getattr(principal, "api_key", None) is not None:
+        return ActorType.API_KEY, str(principal.api_key.pk), principal.name
+    if getattr(principal, "user", None) is not None:
+        return ActorType.USER, str(principal.user.pk), principal.name
+    return ActorType.ANONYMOUS, "", "anonymous"
+
+
+def record(action, *, obj=None, tenant=None, prechange=None, postchange=None, message="", actor=None, **extra):
+    """Append one entry to the audit chain, inside the caller's transaction (or its own).
+
+    `actor` overrides the context's principal (a user, an API key or a Principal), e.g. for a sign-in
+    before the session exists; `extra` may carry `actor_name` for an unknown user name.
+    """
+    from .models import AuditChainHead, AuditEntry
+    from .permissions import Principal
+
+    ctx = current_context()
+    principal = Principal.of(actor) if actor is not None else ctx.principal
+    actor_type, actor_id, actor_name = _actor_fields(principal)
+    if actor is not None and not getattr(principal, "is_authenticated", True):
+        actor_type, actor_id, actor_name = ActorType.ANONYMOUS, "", extra.get("actor_name", "")
+    if tenant is None and obj is not None:
+        tenant_id = getattr(obj, "tenant_id", None)
+    else:
+        tenant_id = getattr(tenant, "pk", tenant)
+    if tenant_id is None:
+        tenant_id = ctx.tenant_id
+
+    with transaction.atomic():
+        head, _ = AuditChainHead.objects.select_for_update().get_or_create(
+            pk=1, defaults={"seq": 0, "hash": AUDIT_GENESIS_HASH}
+        )
+        entry = AuditEntry(
+            seq=head.seq + 1,
+            time=timezone.now(),
+            tenant_id=tenant_id,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            actor_name=actor_name[:200],
+            request_id=ctx.request_id,
+            client_ip=extra.get("client_ip", ctx.client_ip),
+            action=action,
+            object_type=object_type_of(obj) if obj is not None else extra.get("object_type", ""),
+            object_id=str(obj.pk) if obj is not None and obj.pk is not None else extra.get("object_id", ""),
+            object_repr=(str(obj) if obj is not None else extra.get("object_repr", ""))[:200],
+            prechange=prechange,
+            postchange=postchange,
+            message=message,
+            prev_hash=head.hash,
+        )
+        entry.hash = entry.compute_hash()
+        entry.save()
+        head.seq, head.hash = entry.seq, entry.hash
+        head.save(update_fields=["seq", "hash"])
+    return entry
+
+
+def log_change(obj, action, prechange, postchange, **extra):
+    """Log a create/update/delete of a ChangeLoggedModel: only the fields that changed, both sides."""
+    if action == "update":
+        prechange = prechange or {}
+        changed = {k for k in postchange if prechange.get(k) != postchange.get(k)}
+        if not changed:
+            return None
+        prechange = {k: prechange.get(k) for k in sorted(changed)}
+        postchange = {k: postchange[k] for k in sorted(changed)}
+    return record(action, obj=obj, prechange=prechange, postchange=postchange, **extra)
+
+
+@dataclass
+class ChainReport:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+    def __str__(self):
+        if self.ok:
+            return f"Audit chain intact: {self.checked} entries verified."
+        return f"Audit chain BROKEN at entry #{self.first_bad_seq}: {self.reason} ({self.checked} entries checked)."
+
+
+def verify_chain(chunk_size=2000):
+    """Walk the whole chain in order and report the first entry that was edited, removed or reordered."""
+    from .models import AuditChainHead, AuditEntry
+
+    expected_prev = AUDIT_GENESIS_HASH
+    expected_seq = 1
+    checked = 0
+    last_seq = 0
+    while True:
+        chunk = list(AuditEntry.objects.filter(seq__gt=last_seq).order_by("seq")[:chunk_size])
+        if not chunk:
+            break
+        for entry in chunk:
+            checked += 1
+            if entry.seq != expected_seq:
+                return ChainReport(False, checked, expected_seq, f"entry #{expected_seq} is missing")
+            if entry.prev_hash != expected_prev:
+                return ChainReport(False, checked, entry.seq, "it does not link to the entry before it")
+            if entry.compute_hash() != entry.hash:
+                return ChainReport(False, checked, entry.seq, "its content does not match its hash")
+            expected_prev = entry.hash
+            expected_seq += 1
+            last_seq = entry.seq
+    head = AuditChainHead.objects.filter(pk=1).first()
+    head_seq, head_hash = (head.seq, head.hash) if head else (0, AUDIT_GENESIS_HASH)
+    if head_seq != last_seq or head_hash != expected_prev:
+        return ChainReport(False, checked, last_seq + 1, f"entries after #{last_seq} were removed (head is #{head_seq})")
+    return ChainReport(True, checked)

@@ -1,0 +1,332 @@
+"""
+Core models: tenants and memberships, API keys, the audit log, background jobs, and the abstract bases
+(`TenantModel`, `ChangeLoggedModel`) every app builds on.
+"""
+
+import hashlib
+import json
+import uuid
+from datetime import timezone as dt_timezone
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.utils import timezone
+
+from .choices import ActorType, ApiKeyScope, Area, JobStatus, Role
+from .querysets import AuditEntryQuerySet, RestrictedQuerySet, TenantQuerySet
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Abstract bases
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def snapshot_value(value):
+    """A JSON-safe form of a field value for audit snapshots."""
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+class ChangeLoggedModel(models.Model):
+    """A model whose every create, update and delete is written to the audit log automatically.
+
+    `audit_exclude` names fields never copied into the log (secrets, digests); `audit_redact` names
+    fields logged as "(changed)" only.
+    """
+
+    created = models.DateTimeField(auto_now_add=True)
+    last_updated = models.DateTimeField(auto_now=True)
+
+    audit_exclude = frozenset({"created", "last_updated"})
+    audit_redact = frozenset()
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._prechange = instance.snapshot()
+        return instance
+
+    def snapshot(self):
+        """The audited field values of this object as a JSON-safe dict."""
+        data = {}
+        for field in self._meta.concrete_fields:
+            if field.name in self.audit_exclude or field.attname not in self.__dict__:
+                continue
+            value = getattr(self, field.attname)
+            data[field.attname] = "(secret)" if field.name in self.audit_redact else snapshot_value(value)
+        return data
+
+    def save(self, *args, **kwargs):
+        from .audit import log_change
+
+        creating = self._state.adding
+        super().save(*args, **kwargs)
+        post = self.snapshot()
+        pre = None if creating else getattr(self, "_prechange", None)
+        log_change(self, "create" if creating else "update", pre, post)
+        self._prechange = post
+
+    def delete(self, *args, **kwargs):
+        from .audit import log_change
+
+        pre, pk = self.snapshot(), self.pk
+        result = super().delete(*args, **kwargs)
+        log_change(self, "delete", pre, None, object_id=str(pk))
+        return result
+
+
+class TenantModel(models.Model):
+    """A model owned by one tenant; `objects.restrict(actor, action)` is the only way views reach it."""
+
+    tenant = models.ForeignKey("deliveryhub.Tenant", on_delete=models.CASCADE, related_name="+")
+
+    permission_area = Area.INFRASTRUCTURE
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tenancy
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class Tenant(ChangeLoggedModel):
+    """An organisation using DeliveryHub: it owns domains, messages, keys and members."""
+
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=200)
+    time_zone = models.CharField(max_length=64, default="UTC")
+    is_active = models.BooleanField(default=True)
+
+    permission_area = Area.PLATFORM
+
+    objects = RestrictedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def tenant_id(self):  # a tenant's own audit entries belong to it
+        return self.pk
+
+
+class Membership(ChangeLoggedModel):
+    """A user's role in one tenant."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+
+    permission_area = Area.ACCESS
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant__name", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")]
+
+    def __str__(self):
+        return f"{self.user} in {self.tenant} ({self.role})"
+
+
+class ApiKey(ChangeLoggedModel):
+    """An API key: stored as a lookup prefix plus HMAC-SHA256(pepper, key), never the key itself.
+
+    A tenant key acts with a role or a narrower scope; a platform key (no tenant) is an operator key.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=24, db_index=True)  # e.g. "dh_live_AbCd1234"
+    digest = models.CharField(max_length=64)
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+    scope = models.CharField(max_length=10, choices=ApiKeyScope.choices, default=ApiKeyScope.ROLE)
+    expires = models.DateTimeField(null=True, blank=True)
+    allowed_networks = models.JSONField(default=list, blank=True)  # CIDR strings; empty = anywhere
+    last_used = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+
+    permission_area = Area.ACCESS
+    audit_exclude = ChangeLoggedModel.audit_exclude | {"digest", "last_used", "last_used_ip"}
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_platform(self):
+        return self.tenant_id is None
+
+    @property
+    def write_enabled(self):
+        return self.scope != ApiKeyScope.READ and self.role != Role.VIEWER
+
+    def is_usable(self, now=None):
+        now = now or timezone.now()
+        return self.revoked is None and (self.expires is None or self.expires > now)
+
+    def allows_address(self, address):
+        import ipaddress
+
+        if not self.allowed_networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.allowed_networks)
+
+    def clean(self):
+        import ipaddress
+
+        for net in self.allowed_networks or []:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValidationError({"allowed_networks": f"{net!r} is not an IP network (CIDR)."}) from None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Audit log
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class AuditEntry(models.Model):
+    """One append-only, hash-chained record of a change or sensitive act.
+
+    `hash` = SHA-256 over the canonical JSON of the entry's content and `prev_hash`; `seq` counts the
+    chain without gaps. Entries are never updated or deleted; `AuditChainHead` holds the newest link so
+    that removing the last entries is detected too.
+    """
+
+    seq = models.BigIntegerField(unique=True)
+    time = models.DateTimeField(default=timezone.now, db_index=True)
+    # Plain ids (no FK constraint, never nulled) so deleting a tenant or user never rewrites history.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    actor_type = models.CharField(max_length=12, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_name = models.CharField(max_length=200, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=100, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    prechange = models.JSONField(null=True, blank=True)
+    postchange = models.JSONField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    permission_area = Area.AUDIT
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["tenant", "time"], name="audit_tenant_time"),
+            models.Index(fields=["object_type", "object_id"], name="audit_object"),
+        ]
+
+    def __str__(self):
+        return f"#{self.seq} {self.action} {self.object_type} {self.object_repr}".strip()
+
+    HASHED_FIELDS = (
+        "seq", "time", "tenant_id", "actor_type", "actor_id", "actor_name", "request_id", "client_ip", "action",
+        "object_type", "object_id", "object_repr", "prechange", "postchange", "message", "prev_hash",
+    )  # fmt: skip
+
+    def canonical(self):
+        """The exact bytes the hash covers: sorted-key JSON of the content, time in UTC microseconds."""
+        data = {name: getattr(self, name) for name in self.HASHED_FIELDS}
+        data["time"] = self.time.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder).encode()
+
+    def compute_hash(self):
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValidationError("Audit entries are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Audit entries are append-only.")
+
+
+class AuditChainHead(models.Model):
+    """The newest link of the audit chain (one row). Writers lock it, which serialises the chain."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Background jobs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class Job(models.Model):
+    """A user-visible background job (export, import, verification) with status, progress and log."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    name = models.CharField(max_length=100)
+    runner = models.CharField(max_length=200)  # dotted path of the JobRunner subclass
+    params = models.JSONField(default=dict, blank=True)
+    object_type = models.CharField(max_length=100, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.PENDING, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0)  # percent
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    result_file = models.CharField(max_length=300, blank=True)  # path under MEDIA_ROOT
+    result = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    completed = models.DateTimeField(null=True, blank=True)
+
+    permission_area = Area.AUDIT
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return f"{self.name} ({self.status})"
+
+    @property
+    def is_finished(self):
+        return self.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.ERRORED)
+
+
+class LoginFailure(models.Model):
+    """A failed sign-in, counted per account and per client address for throttling."""
+
+    time = models.DateTimeField(default=timezone.now, db_index=True)
+    username = models.CharField(max_length=254, db_index=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)

@@ -1,0 +1,47 @@
+"""Querysets of the core, above all the one permission choke point: `restrict(actor, action)`."""
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class RestrictedQuerySet(models.QuerySet):
+    """A queryset that can be narrowed to what an actor may see or do.
+
+    `restrict(actor, action)` is the single place where tenancy and roles meet the database: every
+    UI view, viewset, export and admin changelist reaches objects through it. The superuser (and
+    platform key) bypass is explicit here and nowhere else.
+    """
+
+    def restrict(self, actor, action="view"):
+        from .permissions import Principal
+
+        principal = Principal.of(actor)
+        if principal.is_platform:
+            return self
+        tenant_ids = principal.tenant_ids_allowing(self.model.permission_area, action)
+        return self.filter(**{f"{self.tenant_lookup()}__in": tenant_ids})
+
+    def for_tenant(self, tenant):
+        """Objects of exactly this tenant (the UI's current tenant)."""
+        return self.filter(**{self.tenant_lookup(): tenant.pk if hasattr(tenant, "pk") else tenant})
+
+    def tenant_lookup(self):
+        from .models import Tenant
+
+        return "pk" if self.model is Tenant else "tenant_id"
+
+
+class TenantQuerySet(RestrictedQuerySet):
+    """Queryset of a `TenantModel`."""
+
+
+class AuditEntryQuerySet(RestrictedQuerySet):
+    """Audit entries are append-only: bulk update and delete are refused."""
+
+    def update(self, **kwargs):
+        raise ValidationError("Audit entries are append-only.")
+
+    def delete(self):
+        raise ValidationError("Audit entries are append-only.")
+
+    _raw_delete = delete

@@ -1,0 +1,136 @@
+"""
+Verbs of the core: creating tenants, members and API keys, revoking keys, authenticating a key.
+
+Every verb is atomic, takes the actor as keyword-only `acting_user`, and writes its audit entry in the
+same transaction. Views, serializers, admin actions and commands all call these; none re-implement them.
+"""
+
+import hmac
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from . import audit
+from .choices import ApiKeyScope, Role
+from .constants import API_KEY_LOOKUP_LENGTH, API_KEY_PREFIX_LIVE, API_KEY_PREFIX_PLATFORM, API_KEY_PREFIX_READONLY
+from .crypto import digest
+from .models import ApiKey, Membership, Tenant
+
+
+@transaction.atomic
+def create_tenant(slug, name, *, acting_user=None, time_zone="UTC"):
+    """Create a tenant (platform operators only at the edges; this verb trusts its caller)."""
+    tenant = Tenant(slug=slug, name=name, time_zone=time_zone)
+    tenant.full_clean()
+    tenant.save()
+    return tenant
+
+
+@transaction.atomic
+def create_user(email, *, tenant=None, role=Role.VIEWER, password=None, acting_user=None, is_superuser=False):
+    """Create a user (username = email) and, with a tenant, their membership."""
+    User = get_user_model()
+    if User.objects.filter(username__iexact=email).exists():
+        raise ValidationError({"email": f"A user {email} already exists."})
+    user = User(username=email, email=email, is_superuser=is_superuser, is_staff=is_superuser)
+    if password:
+        from django.contrib.auth.password_validation import validate_password
+
+        validate_password(password, user)
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean()
+    user.save()
+    audit.record("user.create", tenant=tenant, object_type="auth.user", object_id=str(user.pk), object_repr=email)
+    if tenant is not None:
+        add_member(tenant, user, role, acting_user=acting_user)
+    return user
+
+
+@transaction.atomic
+def add_member(tenant, user, role, *, acting_user=None):
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    membership, created = Membership.objects.get_or_create(tenant=tenant, user=user, defaults={"role": role})
+    if not created and membership.role != role:
+        membership.role = role
+        membership.save()
+    return membership
+
+
+def _new_raw_key(prefix):
+    return prefix + secrets.token_urlsafe(32).replace("-", "x").replace("_", "y")
+
+
+@transaction.atomic
+def create_api_key(
+    *, tenant, name, role=Role.ADMIN, scope=ApiKeyScope.ROLE, expires=None, allowed_networks=(), acting_user=None
+):
+    """Create an API key and return (key, raw). The raw key is shown once and never stored.
+
+    `tenant=None` makes a platform (operator) key.
+    """
+    if tenant is None:
+        prefix, scope, role = API_KEY_PREFIX_PLATFORM, ApiKeyScope.ROLE, Role.OWNER
+    elif scope == ApiKeyScope.READ or (scope == ApiKeyScope.ROLE and role == Role.VIEWER):
+        prefix = API_KEY_PREFIX_READONLY
+    else:
+        prefix = API_KEY_PREFIX_LIVE
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    if scope not in ApiKeyScope.values:
+        raise ValidationError({"scope": f"Unknown scope {scope!r}."})
+    raw = _new_raw_key(prefix)
+    key = ApiKey(
+        tenant=tenant,
+        name=name,
+        prefix=raw[: len(prefix) + API_KEY_LOOKUP_LENGTH],
+        digest=digest(raw),
+        role=role,
+        scope=scope,
+        expires=expires,
+        allowed_networks=list(allowed_networks or []),
+        created_by=acting_user if getattr(acting_user, "pk", None) else None,
+    )
+    key.full_clean(exclude=["digest", "prefix"])
+    key.save()
+    audit.record("apikey.create", obj=key, postchange={"role": role, "scope": scope, "prefix": key.prefix})
+    return key, raw
+
+
+@transaction.atomic
+def revoke_api_key(key, *, acting_user=None):
+    if key.revoked is None:
+        key.revoked = timezone.now()
+        key.save()
+        audit.record("apikey.revoke", obj=key)
+    return key
+
+
+def authenticate_api_key(raw, client_ip=None):
+    """The usable key matching `raw`, or None. Compares digests in constant time; marks `last_used`."""
+    if not raw or len(raw) < 16:
+        return None
+    for prefix in (API_KEY_PREFIX_LIVE, API_KEY_PREFIX_READONLY, API_KEY_PREFIX_PLATFORM):
+        if raw.startswith(prefix):
+            lookup = raw[: len(prefix) + API_KEY_LOOKUP_LENGTH]
+            break
+    else:
+        return None
+    wanted = digest(raw)
+    now = timezone.now()
+    for key in ApiKey.objects.filter(prefix=lookup).select_related("tenant"):
+        if not hmac.compare_digest(key.digest, wanted):
+            continue
+        if not key.is_usable(now) or (key.tenant_id and not key.tenant.is_active):
+            return None
+        if client_ip and not key.allows_address(client_ip):
+            return None
+        # last_used is not audited (excluded field) and written without touching other columns.
+        ApiKey.objects.filter(pk=key.pk).update(last_used=now, last_used_ip=client_ip)
+        return key
+    return None

@@ -1,0 +1,258 @@
+"""
+DeliveryHub settings: one module, fed by the environment, with dev defaults.
+
+Every setting that an operator may change is read here through a typed helper
+(`env_str`, `env_bool`, `env_int`, `env_list`, `env_secret`) and documented in
+README.md. Production mode (DEBUG off) refuses to start without real secrets.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("DELIVERYHUB_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_str(name, default=None):
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+def env_list(name, default=()):
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_secret(name, *, dev_file, production):
+    """Read a secret from NAME, or from the file named by NAME_FILE.
+
+    In production a missing secret fails fast. In development a random value is
+    generated once and kept under var/ so that sessions and encrypted data
+    survive restarts.
+    """
+    value = os.environ.get(name)
+    file_name = os.environ.get(f"{name}_FILE")
+    if not value and file_name:
+        try:
+            value = Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={file_name} cannot be read: {exc}") from None
+    if value:
+        return value
+    if production:
+        raise ImproperlyConfigured(
+            f"{name} is not set. Production mode (DEBUG=false) needs it: set {name} or {name}_FILE."
+        )
+    path = VAR_DIR / dev_file
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+DEBUG = env_bool("DEBUG", True)
+PRODUCTION = not DEBUG
+
+SECRET_KEY = env_secret("DELIVERYHUB_SECRET_KEY", dev_file="secret_key", production=PRODUCTION)
+# Data key(s) for encryption at rest (Fernet); comma-separated, newest first, for rotation.
+DATA_KEY = env_secret("DELIVERYHUB_DATA_KEY", dev_file="data_key", production=PRODUCTION)
+# Pepper for API key and credential digests; defaults to one derived from SECRET_KEY.
+API_KEY_PEPPER = env_str("DELIVERYHUB_API_KEY_PEPPER", SECRET_KEY)
+
+ALLOWED_HOSTS = env_list("DELIVERYHUB_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DELIVERYHUB_CSRF_TRUSTED_ORIGINS")
+SITE_URL = env_str("DELIVERYHUB_SITE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_rq",
+    "deliveryhub",
+    "domains",
+    "ippools",
+    "queues",
+    "reports",
+]
+
+MIDDLEWARE = [
+    "deliveryhub.middleware.RequestIDMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "deliveryhub.middleware.TenantMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "deliveryhub.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "deliveryhub.context_processors.tenancy",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "deliveryhub.wsgi.application"
+
+# Database: DATABASE_URL (postgres://… in production and CI), SQLite under var/ by default.
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'deliveryhub.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take the write lock at BEGIN: no read-then-write races between processes.
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30}
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES["default"].setdefault("TEST", {})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis: RQ queues, throttle counters, caches. Unset: the embedded Redis `make run` starts on a socket under var/.
+EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
+REDIS_URL = env_str("REDIS_URL", f"unix://{EMBEDDED_REDIS_SOCKET}")
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}
+    for name, timeout in (("delivery", 300), ("default", 600), ("low", 3600))
+}
+RQ_IS_ASYNC = env_bool("DELIVERYHUB_RQ_ASYNC", True)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if env_bool("DELIVERYHUB_REDIS_CACHE", False)
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+# Sessions and cookies.
+SESSION_COOKIE_SECURE = env_bool("DELIVERYHUB_SECURE_COOKIES", PRODUCTION)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("DELIVERYHUB_SESSION_AGE", 12 * 3600)
+CSRF_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if env_bool("DELIVERYHUB_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Login throttling: failures per account / per client address within the window.
+LOGIN_THROTTLE_WINDOW = env_int("DELIVERYHUB_LOGIN_THROTTLE_WINDOW", 900)  # seconds counted and locked
+LOGIN_THROTTLE_SLOW_AFTER = env_int("DELIVERYHUB_LOGIN_THROTTLE_SLOW_AFTER", 3)  # failures before slowing down
+LOGIN_THROTTLE_LOCK_AFTER = env_int("DELIVERYHUB_LOGIN_THROTTLE_LOCK_AFTER", 10)  # failures before refusing
+LOGIN_THROTTLE_DELAY = float(os.environ.get("DELIVERYHUB_LOGIN_THROTTLE_DELAY", "1.0"))  # seconds per extra failure
+
+OTP_TOTP_ISSUER = env_str("DELIVERYHUB_OTP_ISSUER", "DeliveryHub")
+# A fresh OTP check (sudo mode) is valid this long for sensitive actions.
+OTP_SUDO_SECONDS = env_int("DELIVERYHUB_OTP_SUDO_SECONDS", 900)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_ROOT = VAR_DIR / "files"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "deliveryhub.api.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["deliveryhub.api.permissions.RolePermission"],
+    "DEFAULT_PAGINATION_CLASS": "deliveryhub.api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "deliveryhub.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "DeliveryHub API",
+    "DESCRIPTION": "Self-hosted email delivery: domains, IP pools, messages, campaigns, audit.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI served from vendored files (no CDN): the panel works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# Background jobs and the scheduler.
+SCHEDULER_TICK_SECONDS = env_int("DELIVERYHUB_SCHEDULER_TICK", 5)  # how often the scheduler looks for due work
+EXPORT_ROWS_PER_CHUNK = env_int("DELIVERYHUB_EXPORT_CHUNK", 2000)  # rows fetched per query when streaming exports
+
+# DNS: resolvers as host[:port] list; empty = the system's.
+DNS_RESOLVERS = env_list("DELIVERYHUB_DNS_RESOLVERS")
+DNS_TIMEOUT = float(os.environ.get("DELIVERYHUB_DNS_TIMEOUT", "5"))  # seconds per query, total
+# Delivery node this process runs as.
+NODE_NAME = env_str("DELIVERYHUB_NODE", "local")
+SMTP_PORT = env_int("DELIVERYHUB_SMTP_PORT", 25)  # outbound port for MX delivery
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("DELIVERYHUB_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,18 @@
+"""URL map: UI pages, the Django admin (OTP-protected), the API under /api/v1/ and its schema."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from .admin import admin_site
+
+api_v1 = [
+    path("", include("deliveryhub.api.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin_site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("deliveryhub.ui_urls")),
+]

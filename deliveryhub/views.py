@@ -1,0 +1,9 @@
+"""UI views of the core."""
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+
+
+@login_required
+def dashboard(request):
+    return render(request, "dashboard.html", {})
