@@ -15,7 +15,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .choices import ActorType
@@ -79,7 +79,7 @@ def record(action, *, obj=None, tenant=None, prechange=None, postchange=None, me
     `actor` overrides the context's principal (a user, an API key or a Principal), e.g. for a sign-in
     before the session exists; `extra` may carry `actor_name` for an unknown user name.
     """
-    from .models import AuditChainHead, AuditEntry
+    from .models import AuditEntry
     from .permissions import Principal
 
     ctx = current_context()
@@ -95,9 +95,7 @@ def record(action, *, obj=None, tenant=None, prechange=None, postchange=None, me
         tenant_id = ctx.tenant_id
 
     with transaction.atomic():
-        head, _ = AuditChainHead.objects.select_for_update().get_or_create(
-            pk=1, defaults={"seq": 0, "hash": AUDIT_GENESIS_HASH}
-        )
+        head = _locked_head()
         entry = AuditEntry(
             seq=head.seq + 1,
             time=timezone.now(),
@@ -121,6 +119,21 @@ def record(action, *, obj=None, tenant=None, prechange=None, postchange=None, me
         head.seq, head.hash = entry.seq, entry.hash
         head.save(update_fields=["seq", "hash"])
     return entry
+
+
+def _locked_head():
+    """The chain head, locked for this transaction (created on first use, safe against a racing creator)."""
+    from .models import AuditChainHead
+
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        try:
+            with transaction.atomic():
+                AuditChainHead.objects.create(pk=1, seq=0, hash=AUDIT_GENESIS_HASH)
+        except IntegrityError:
+            pass  # another writer created it first
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+    return head
 
 
 def log_change(obj, action, prechange, postchange, **extra):

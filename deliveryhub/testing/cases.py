@@ -7,7 +7,6 @@ Base test cases: the three-person tenancy matrix and API view test mixins.
 Each also has an API key acting with that role (`alice_key`, `bob_key`, `charlie_key`).
 """
 
-from django.contrib.auth import get_user_model
 from django.test import TestCase
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
