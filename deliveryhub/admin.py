@@ -3,11 +3,15 @@
 from django.contrib import admin
 from django_otp.admin import OTPAdminSite
 
+from .auth_views import admin_login, logout_view
 from .models import ApiKey, AuditEntry, Job, Membership, Tenant
 
 # Every app registers on admin.site; make that site require a verified second factor.
 admin.site.__class__ = OTPAdminSite
 admin.site.site_header = "DeliveryHub administration"
+# Sign in (password, then second factor) through our own pages, and sign out through ours (audited).
+admin.site.login = admin_login
+admin.site.logout = logout_view
 admin_site = admin.site
 
 

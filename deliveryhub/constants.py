@@ -15,3 +15,10 @@ SESSION_TENANT_KEY = "deliveryhub.tenant_id"
 SESSION_OTP_SUDO_KEY = "deliveryhub.otp_verified_at"
 
 SCHEDULER_LOCK_PREFIX = "deliveryhub:scheduler:"  # Redis keys that stop two schedulers enqueueing the same job
+
+# Authentication (deliveryhub/throttle.py, deliveryhub/otp.py).
+LOGIN_THROTTLE_MAX_SLEEP = 5.0  # seconds: the longest a throttled sign-in or OTP attempt is slowed down
+SESSION_OTP_PENDING_KEY = "deliveryhub.otp_pending"  # password accepted, second factor still to come
+OTP_RECOVERY_CODE_COUNT = 10  # recovery codes issued at enrolment and on regeneration
+OTP_TOTP_DEVICE_NAME = "Authenticator app"
+OTP_RECOVERY_DEVICE_NAME = "Recovery codes"

@@ -18,6 +18,7 @@ from .choices import ApiKeyScope, Role
 from .constants import API_KEY_LOOKUP_LENGTH, API_KEY_PREFIX_LIVE, API_KEY_PREFIX_PLATFORM, API_KEY_PREFIX_READONLY
 from .crypto import digest
 from .models import ApiKey, Membership, Tenant
+from .permissions import Principal
 
 
 @transaction.atomic
@@ -94,7 +95,7 @@ def create_api_key(
         scope=scope,
         expires=expires,
         allowed_networks=list(allowed_networks or []),
-        created_by=acting_user if getattr(acting_user, "pk", None) else None,
+        created_by=Principal.of(acting_user).user if acting_user is not None else None,
     )
     key.full_clean(exclude=["digest", "prefix"])
     key.save()
@@ -134,3 +135,65 @@ def authenticate_api_key(raw, client_ip=None):
         ApiKey.objects.filter(pk=key.pk).update(last_used=now, last_used_ip=client_ip)
         return key
     return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Member management: role changes and removals keep at least one owner, and only owners touch the owner role.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _check_owner_rights(tenant, acting_user, *roles):
+    """Only an owner (or a platform operator, or the system) may grant, revoke or remove the owner role."""
+    if Role.OWNER not in roles or acting_user is None:
+        return
+    principal = Principal.of(acting_user)
+    if not principal.is_platform and principal.roles.get(tenant.pk) != Role.OWNER:
+        raise ValidationError({"role": "Only an owner can grant or revoke the owner role."})
+
+
+def _check_not_last_owner(membership, action):
+    """Refuse to leave a tenant without an owner. Locks the owners' rows so two demotions cannot race."""
+    if membership.role != Role.OWNER:
+        return
+    owners = Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Role.OWNER)
+    if len(owners.values_list("pk", flat=True)) <= 1:
+        message = f"{membership.user} is the last owner of {membership.tenant}: make another member owner first."
+        raise ValidationError({"role": f"Cannot {action} the last owner. {message}"})
+
+
+@transaction.atomic
+def add_member_by_email(tenant, email, role, *, password=None, acting_user=None):
+    """Add the user with this email (created, with `password` if given, when unknown) to `tenant` with `role`."""
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    _check_owner_rights(tenant, acting_user, role)
+    email = email.strip().lower()
+    User = get_user_model()
+    user = User.objects.filter(username__iexact=email).first()
+    if user is None:
+        user = create_user(email, password=password, acting_user=acting_user)
+    elif Membership.objects.filter(user=user, tenant=tenant).exists():
+        raise ValidationError({"email": f"{email} is already a member of {tenant}."})
+    return add_member(tenant, user, role, acting_user=acting_user)
+
+
+@transaction.atomic
+def change_role(membership, role, *, acting_user=None):
+    """Give a member another role. Only owners grant or revoke the owner role; the last owner stays owner."""
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    if membership.role == role:
+        return membership
+    _check_owner_rights(membership.tenant, acting_user, membership.role, role)
+    _check_not_last_owner(membership, "demote")
+    membership.role = role
+    membership.save()
+    return membership
+
+
+@transaction.atomic
+def remove_member(membership, *, acting_user=None):
+    """Remove a member from their tenant (the user account stays). The last owner cannot be removed."""
+    _check_owner_rights(membership.tenant, acting_user, membership.role)
+    _check_not_last_owner(membership, "remove")
+    membership.delete()

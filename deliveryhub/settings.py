@@ -122,6 +122,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "deliveryhub.middleware.TenantMiddleware",
+    "deliveryhub.otp.OTPPendingMiddleware",  # password accepted, second factor not yet: only the verify page
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -240,6 +241,7 @@ SPECTACULAR_SETTINGS = {
 # Background jobs and the scheduler.
 SCHEDULER_TICK_SECONDS = env_int("DELIVERYHUB_SCHEDULER_TICK", 5)  # how often the scheduler looks for due work
 EXPORT_ROWS_PER_CHUNK = env_int("DELIVERYHUB_EXPORT_CHUNK", 2000)  # rows fetched per query when streaming exports
+EXPORT_PDF_MAX_ROWS = env_int("DELIVERYHUB_EXPORT_PDF_MAX_ROWS", 20000)  # PDF exports stop here (CSV has no cap)
 
 # DNS: resolvers as host[:port] list; empty = the system's.
 DNS_RESOLVERS = env_list("DELIVERYHUB_DNS_RESOLVERS")
@@ -247,6 +249,47 @@ DNS_TIMEOUT = float(os.environ.get("DELIVERYHUB_DNS_TIMEOUT", "5"))  # seconds p
 # Delivery node this process runs as.
 NODE_NAME = env_str("DELIVERYHUB_NODE", "local")
 SMTP_PORT = env_int("DELIVERYHUB_SMTP_PORT", 25)  # outbound port for MX delivery
+
+# IP pools: nodes, warm-up, blocklists, reputation (ippools app).
+NODE_HEARTBEAT_TIMEOUT = env_int("DELIVERYHUB_NODE_HEARTBEAT_TIMEOUT", 120)  # seconds without a heartbeat = node down
+WARMUP_TIME_ZONE = env_str("DELIVERYHUB_WARMUP_TIME_ZONE", "UTC")  # warm-up day boundary of IPs in shared pools
+WARMUP_STEP_SECONDS = env_int("DELIVERYHUB_WARMUP_STEP_SECONDS", 900)  # how often warm-ups look for a new day
+WARMUP_MAX_BOUNCE_RATE = float(os.environ.get("DELIVERYHUB_WARMUP_MAX_BOUNCE_RATE", "0.05"))  # default plan threshold
+WARMUP_MAX_DEFERRAL_RATE = float(os.environ.get("DELIVERYHUB_WARMUP_MAX_DEFERRAL_RATE", "0.20"))  # default threshold
+WARMUP_MAX_COMPLAINT_RATE = float(os.environ.get("DELIVERYHUB_WARMUP_MAX_COMPLAINT_RATE", "0.001"))  # default threshold
+IP_USAGE_FLUSH_SECONDS = env_int("DELIVERYHUB_IP_USAGE_FLUSH_SECONDS", 60)  # Redis warm-up counters → database
+BLOCKLIST_SWEEP_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_SWEEP_SECONDS", 1800)  # periodic DNSBL sweep
+BLOCKLIST_ZONES = env_list(  # default IP blocklists (admins add more as BlocklistZone rows)
+    "DELIVERYHUB_BLOCKLIST_ZONES", ["zen.spamhaus.org", "b.barracudacentral.org", "bl.spamcop.net"]
+)
+BLOCKLIST_DOMAIN_ZONES = env_list("DELIVERYHUB_BLOCKLIST_DOMAIN_ZONES", ["dbl.spamhaus.org"])  # sending-domain lists
+SPAMHAUS_DQS_KEY = env_str("DELIVERYHUB_SPAMHAUS_DQS_KEY", "")  # Spamhaus Data Query Service key: queries go to DQS
+BLOCKLIST_MIN_CACHE_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_MIN_CACHE", 300)  # shortest time a DNSBL answer is kept
+BLOCKLIST_MAX_CACHE_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_MAX_CACHE", 3600)  # longest time a DNSBL answer is kept
+BLOCKLIST_RETRY_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_RETRY", 120)  # retry an unknown (timeout/SERVFAIL) answer after
+BLOCKLIST_QUERY_ATTEMPTS = env_int("DELIVERYHUB_BLOCKLIST_QUERY_ATTEMPTS", 2)  # tries per query before `unknown`
+REPUTATION_WINDOW_DAYS = env_int("DELIVERYHUB_REPUTATION_WINDOW_DAYS", 7)  # recent outcomes that make a score
+REPUTATION_UPDATE_SECONDS = env_int("DELIVERYHUB_REPUTATION_UPDATE_SECONDS", 3600)  # periodic reputation recompute
+
+# Delivery: intake, queue, workers (queues app). Engine knobs (SMTP, DKIM, backoff) sit beside SMTP_PORT.
+MESSAGE_MAX_BYTES = env_int("DELIVERYHUB_MESSAGE_MAX_BYTES", 25 * 1024 * 1024)  # largest accepted message (octets)
+MESSAGE_MAX_RECIPIENTS = env_int("DELIVERYHUB_MESSAGE_MAX_RECIPIENTS", 1000)  # envelope recipients per request
+DELIVERY_BATCH_SIZE = env_int("DELIVERYHUB_DELIVERY_BATCH_SIZE", 200)  # messages one batch job claims
+DELIVERY_LEASE_SECONDS = env_int("DELIVERYHUB_DELIVERY_LEASE_SECONDS", 600)  # a claimed batch's lease (> job timeout)
+DELIVERY_SCHEDULE_LEASE_SECONDS = env_int("DELIVERYHUB_SCHEDULE_LEASE", 120)  # enqueued, unclaimed: rescheduled after
+DELIVERY_SCHEDULER_INTERVAL = env_int("DELIVERYHUB_DELIVERY_SCHEDULER_INTERVAL", 2)  # seconds between dequeuer runs
+DELIVERY_SCAN_LIMIT = env_int("DELIVERYHUB_DELIVERY_SCAN_LIMIT", 20000)  # ready messages one dequeuer run looks at
+DELIVERY_JOB_TIMEOUT = env_int("DELIVERYHUB_DELIVERY_JOB_TIMEOUT", 300)  # seconds RQ gives one batch job
+DEMO_MODE = env_bool("DELIVERYHUB_DEMO", DEBUG)  # no route configured: deliver everything to the capture server
+CAPTURE_SMTP_HOST = env_str("DELIVERYHUB_CAPTURE_SMTP_HOST", "127.0.0.1")  # demo capture server address
+CAPTURE_SMTP_PORT = env_int("DELIVERYHUB_CAPTURE_SMTP_PORT", 2526)  # demo capture server port
+SMTPD_HOST = env_str("DELIVERYHUB_SMTPD_HOST", "127.0.0.1")  # submission listener address
+SMTPD_PORT = env_int("DELIVERYHUB_SMTPD_PORT", 2587)  # submission listener port
+SMTPD_TLS_CERT = env_str("DELIVERYHUB_SMTPD_TLS_CERT", "")  # PEM certificate; empty in dev: self-signed under var/
+SMTPD_TLS_KEY = env_str("DELIVERYHUB_SMTPD_TLS_KEY", "")  # PEM private key of that certificate
+SMTPD_HOSTNAME = env_str("DELIVERYHUB_SMTPD_HOSTNAME", "localhost")  # name the listener announces
+# This node's delivery queue ("delivery-<node>"): its workers run `rqworker delivery-<node>`.
+RQ_QUEUES[f"delivery-{NODE_NAME}"] = {"URL": REDIS_URL, "DEFAULT_TIMEOUT": DELIVERY_JOB_TIMEOUT}
 
 LOGGING = {
     "version": 1,

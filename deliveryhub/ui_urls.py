@@ -1,9 +1,24 @@
-"""UI pages (server-rendered)."""
+"""UI pages (server-rendered). The sign-in and OTP pages come from `deliveryhub.auth_urls`."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
 urlpatterns = [
+    path("", include("deliveryhub.auth_urls")),
     path("", views.dashboard, name="dashboard"),
+    path("tenant/switch/", views.switch_tenant, name="switch-tenant"),
+    path("settings/", views.settings_index, name="settings"),
+    path("settings/api-keys/", views.apikey_list, name="apikey-list"),
+    path("settings/api-keys/new/", views.apikey_create, name="apikey-create"),
+    path("settings/api-keys/<int:pk>/revoke/", views.apikey_revoke, name="apikey-revoke"),
+    path("settings/members/", views.member_list, name="member-list"),
+    path("settings/members/add/", views.member_add, name="member-add"),
+    path("settings/members/<int:pk>/role/", views.member_change_role, name="member-role"),
+    path("settings/members/<int:pk>/remove/", views.member_remove, name="member-remove"),
+    path("audit/", views.audit_log, name="audit-log"),
+    path("jobs/<uuid:uuid>/", views.job_detail, name="job-detail"),
+    path("jobs/<uuid:uuid>/status/", views.job_status, name="job-status"),
+    path("jobs/<uuid:uuid>/download/", views.job_download, name="job-download"),
+    path("", include("deliveryhub.export_urls")),
 ]

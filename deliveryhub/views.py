@@ -1,9 +1,387 @@
-"""UI views of the core."""
+"""UI views of the core: dashboard, tenant switcher, settings (API keys, members), audit log, background jobs.
 
+Every view reaches objects through `Model.objects.restrict(principal, action)` and the current tenant:
+another tenant's object is a 404, a role that may not act is a 403 (templates/403.html). Writes go
+through `deliveryhub.services`; changes by owners and admins need an OTP-verified session.
+"""
+
+import secrets
+from functools import wraps
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_otp import user_has_device
+
+from . import services
+from .choices import Action, Area, JobStatus, Role
+from .constants import SESSION_TENANT_KEY
+from .filtersets import AuditEntryFilterSet
+from .forms import ApiKeyForm, MemberAddForm, MemberRoleForm, role_choices
+from .models import ApiKey, AuditEntry, Job, Membership, Tenant
+from .otp import otp_required_for_change, safe_next, sudo_required
+
+AUDIT_PAGE_SIZE = 50  # audit entries per page
+DASHBOARD_AUDIT_ENTRIES = 10  # latest audit entries on the dashboard
+JOB_REFRESH_SECONDS = 2  # how often a running job's page refreshes its status fragment
+APIKEY_FORM_NONCES_KEY = "deliveryhub.apikey_form_nonces"  # session: tokens of API key forms not yet submitted
+APIKEY_FORM_NONCES_KEPT = 10  # open API key forms (tabs) remembered per session
+AUDIT_EXPORT_BUTTONS_TEMPLATE = "audit/_export_buttons.html"  # provided by reports/ when exports exist
+# An app adds a card to the dashboard by providing one of these templates (rendered with the dashboard's context).
+DASHBOARD_CARD_TEMPLATES = [f"{app}/_dashboard_card.html" for app in ("domains", "ippools", "queues", "reports")]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def tenant_required(view_func):
+    """Pages about the current tenant: without one (a user in no tenant), send the user to the dashboard."""
+
+    @wraps(view_func)
+    def wrapper(request, *args, **kwargs):
+        if request.tenant is None:
+            messages.warning(request, "Select a tenant first.")
+            return redirect("dashboard")
+        return view_func(request, *args, **kwargs)
+
+    return wrapper
+
+
+def require(request, area, action):
+    """403 unless the principal may perform `action` in `area` of the current tenant."""
+    if not request.principal.allows(request.tenant.pk, area, action):
+        raise PermissionDenied(f"Your role cannot {action} {Area(area).label.lower()} in {request.tenant}.")
+
+
+def requires(area, action):
+    """Decorator: the role check (403) comes before any OTP detour, so a viewer is refused, not sent to enrol."""
+
+    def decorator(view_func):
+        @wraps(view_func)
+        def wrapper(request, *args, **kwargs):
+            require(request, area, action)
+            return view_func(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def may(request, area, action):
+    return request.tenant is not None and request.principal.allows(request.tenant.pk, area, action)
+
+
+def existing_template(name):
+    """`name` if a template of that name exists (an optional piece another app provides), else None."""
+    try:
+        get_template(name)
+    except TemplateDoesNotExist:
+        return None
+    return name
+
+
+def form_errors_to_messages(request, error):
+    for text in getattr(error, "messages", [str(error)]):
+        messages.error(request, text)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Dashboard and tenant switcher
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 @login_required
+@require_GET
 def dashboard(request):
-    return render(request, "dashboard.html", {})
+    tenant, principal = request.tenant, request.principal
+    context = {
+        "needs_device": not user_has_device(request.user),
+        "cards": [name for name in map(existing_template, DASHBOARD_CARD_TEMPLATES) if name],
+    }
+    if tenant is not None:
+        if may(request, Area.ACCESS, Action.VIEW):
+            context["member_count"] = Membership.objects.restrict(principal, Action.VIEW).for_tenant(tenant).count()
+            keys = ApiKey.objects.restrict(principal, Action.VIEW).for_tenant(tenant).filter(revoked__isnull=True)
+            context["active_key_count"] = keys.filter(Q(expires__isnull=True) | Q(expires__gt=timezone.now())).count()
+        if may(request, Area.AUDIT, Action.VIEW):
+            entries = AuditEntry.objects.restrict(principal, Action.VIEW).for_tenant(tenant)
+            context["audit_entries"] = entries[:DASHBOARD_AUDIT_ENTRIES]
+    return render(request, "dashboard.html", context)
+
+
+@login_required
+@require_POST
+def switch_tenant(request):
+    """Make another tenant the current one (stored in the session). A tenant the user cannot see is a 404."""
+    tenant = get_object_or_404(
+        Tenant.objects.restrict(request.principal, Action.VIEW).filter(is_active=True), pk=request.POST.get("tenant")
+    )
+    request.session[SESSION_TENANT_KEY] = tenant.pk
+    return redirect(safe_next(request) or reverse("dashboard"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Settings: API keys and members
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def settings_index(request):
+    return render(
+        request,
+        "deliveryhub/settings.html",
+        {"may_view_access": may(request, Area.ACCESS, Action.VIEW), "has_device": user_has_device(request.user)},
+    )
+
+
+def _new_apikey_form_nonce(request):
+    nonce = secrets.token_urlsafe(16)
+    kept = request.session.get(APIKEY_FORM_NONCES_KEY, [])[-(APIKEY_FORM_NONCES_KEPT - 1) :]
+    request.session[APIKEY_FORM_NONCES_KEY] = [*kept, nonce]
+    return nonce
+
+
+def _use_apikey_form_nonce(request):
+    """True the first time a rendered form's token comes back; False for a resubmission (reload, double click)."""
+    kept = request.session.get(APIKEY_FORM_NONCES_KEY, [])
+    nonce = request.POST.get("nonce", "")
+    if nonce not in kept:
+        return False
+    request.session[APIKEY_FORM_NONCES_KEY] = [n for n in kept if n != nonce]
+    return True
+
+
+def _render_apikeys(request, form=None, status=200):
+    tenant, principal = request.tenant, request.principal
+    keys = ApiKey.objects.restrict(principal, Action.VIEW).for_tenant(tenant).select_related("created_by")
+    may_add = may(request, Area.ACCESS, Action.ADD)
+    if may_add and form is None:
+        form = ApiKeyForm(principal=principal, tenant=tenant)
+    context = {
+        "keys": keys,
+        "form": form if may_add else None,
+        "nonce": _new_apikey_form_nonce(request) if may_add else "",
+        "may_revoke": may(request, Area.ACCESS, Action.DELETE),
+    }
+    return render(request, "deliveryhub/apikey_list.html", context, status=status)
+
+
+@login_required
+@tenant_required
+@require_GET
+@requires(Area.ACCESS, Action.VIEW)
+def apikey_list(request):
+    return _render_apikeys(request)
+
+
+@login_required
+@tenant_required
+@require_POST
+@requires(Area.ACCESS, Action.ADD)
+@otp_required_for_change
+@sudo_required
+def apikey_create(request):
+    """Create a key and show the raw key in this one response only: it is stored nowhere, not even the session."""
+    form = ApiKeyForm(request.POST, principal=request.principal, tenant=request.tenant)
+    if not form.is_valid():
+        return _render_apikeys(request, form, status=400)
+    if not _use_apikey_form_nonce(request):
+        messages.warning(request, "This form was already submitted: a key is shown only once. Create another one.")
+        return redirect("apikey-list")
+    data = form.cleaned_data
+    try:
+        key, raw = services.create_api_key(
+            tenant=request.tenant,
+            name=data["name"],
+            role=data["role"],
+            scope=data["scope"],
+            expires=data["expires"],
+            allowed_networks=data["allowed_networks"],
+            acting_user=request.user,
+        )
+    except ValidationError as error:
+        form_errors_to_messages(request, error)
+        return _render_apikeys(request, form, status=400)
+    response = render(request, "deliveryhub/apikey_created.html", {"key": key, "raw_key": raw})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@tenant_required
+@require_POST
+@requires(Area.ACCESS, Action.DELETE)
+@otp_required_for_change
+def apikey_revoke(request, pk):
+    key = get_object_or_404(ApiKey.objects.restrict(request.principal, Action.DELETE).for_tenant(request.tenant), pk=pk)
+    services.revoke_api_key(key, acting_user=request.user)
+    messages.success(request, f"API key {key.name} ({key.prefix}…) is revoked.")
+    return redirect("apikey-list")
+
+
+def _render_members(request, add_form=None, status=200):
+    tenant, principal = request.tenant, request.principal
+    members = Membership.objects.restrict(principal, Action.VIEW).for_tenant(tenant).select_related("user")
+    may_add = may(request, Area.ACCESS, Action.ADD)
+    if may_add and add_form is None:
+        add_form = MemberAddForm(principal=principal, tenant=tenant)
+    context = {
+        "members": members,
+        "add_form": add_form if may_add else None,
+        "may_change": may(request, Area.ACCESS, Action.CHANGE),
+        "may_remove": may(request, Area.ACCESS, Action.DELETE),
+        "grantable_roles": role_choices(principal, tenant),
+        "may_touch_owners": principal.is_platform or principal.roles.get(tenant.pk) == Role.OWNER,
+    }
+    return render(request, "deliveryhub/member_list.html", context, status=status)
+
+
+@login_required
+@tenant_required
+@require_GET
+@requires(Area.ACCESS, Action.VIEW)
+def member_list(request):
+    return _render_members(request)
+
+
+@login_required
+@tenant_required
+@require_POST
+@requires(Area.ACCESS, Action.ADD)
+@otp_required_for_change
+def member_add(request):
+    form = MemberAddForm(request.POST, principal=request.principal, tenant=request.tenant)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            membership = services.add_member_by_email(
+                request.tenant, data["email"], data["role"], password=data["password"] or None, acting_user=request.user
+            )
+        except ValidationError as error:
+            for field, errors in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, f"{membership.user} is now a member ({membership.get_role_display()}).")
+            return redirect("member-list")
+    return _render_members(request, form, status=400)
+
+
+def _member(request, pk, action):
+    members = Membership.objects.restrict(request.principal, action).for_tenant(request.tenant)
+    return get_object_or_404(members.select_related("user", "tenant"), pk=pk)
+
+
+@login_required
+@tenant_required
+@require_POST
+@requires(Area.ACCESS, Action.CHANGE)
+@otp_required_for_change
+def member_change_role(request, pk):
+    membership = _member(request, pk, Action.CHANGE)
+    form = MemberRoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a valid role.")
+        return redirect("member-list")
+    try:
+        services.change_role(membership, form.cleaned_data["role"], acting_user=request.user)
+    except ValidationError as error:
+        form_errors_to_messages(request, error)
+    else:
+        messages.success(request, f"{membership.user} is now {membership.get_role_display()}.")
+    return redirect("member-list")
+
+
+@login_required
+@tenant_required
+@require_POST
+@requires(Area.ACCESS, Action.DELETE)
+@otp_required_for_change
+def member_remove(request, pk):
+    membership = _member(request, pk, Action.DELETE)
+    try:
+        services.remove_member(membership, acting_user=request.user)
+    except ValidationError as error:
+        form_errors_to_messages(request, error)
+    else:
+        messages.success(request, f"{membership.user} is no longer a member of {request.tenant}.")
+    return redirect("member-list")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Audit log
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@login_required
+@tenant_required
+@require_GET
+@requires(Area.AUDIT, Action.VIEW)
+def audit_log(request):
+    """The current tenant's audit entries, filtered with the API's filterset, newest first."""
+    entries = AuditEntry.objects.restrict(request.principal, Action.VIEW).for_tenant(request.tenant)
+    filterset = AuditEntryFilterSet(request.GET or None, queryset=entries)
+    page = Paginator(filterset.qs, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "filterset": filterset,
+        "page": page,
+        "export_buttons_template": existing_template(AUDIT_EXPORT_BUTTONS_TEMPLATE),
+        "filtered": any(v for k, v in request.GET.items() if k != "page"),
+    }
+    return render(request, "deliveryhub/audit_log.html", context)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Background jobs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _job(request, uuid):
+    return get_object_or_404(Job.objects.restrict(request.principal, Action.VIEW), uuid=uuid)
+
+
+def _job_context(request, job):
+    has_file = job.status == JobStatus.COMPLETED and bool(job.result_file)
+    return {"job": job, "has_file": has_file, "refresh_seconds": JOB_REFRESH_SECONDS}
+
+
+@login_required
+@require_GET
+def job_detail(request, uuid):
+    job = _job(request, uuid)
+    return render(request, "deliveryhub/job_detail.html", _job_context(request, job))
+
+
+@login_required
+@require_GET
+def job_status(request, uuid):
+    """The status fragment the job page polls (htmx) until the job has finished."""
+    job = _job(request, uuid)
+    return render(request, "deliveryhub/_job_status.html", _job_context(request, job))
+
+
+@login_required
+@require_GET
+def job_download(request, uuid):
+    """The file a completed job produced (an export), served only from under MEDIA_ROOT."""
+    job = _job(request, uuid)
+    if job.status != JobStatus.COMPLETED or not job.result_file:
+        raise Http404("This job has no file to download.")
+    root = Path(settings.MEDIA_ROOT).resolve()
+    path = (root / job.result_file).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise Http404("The job's file is no longer available.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

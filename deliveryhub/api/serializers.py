@@ -7,6 +7,7 @@ from rest_framework import serializers
 from .. import services
 from ..choices import ApiKeyScope, Role
 from ..models import ApiKey, AuditEntry, Job, Membership, Tenant
+from ..permissions import Principal
 
 
 class TenantSerializer(serializers.ModelSerializer):
@@ -33,19 +34,17 @@ class MembershipSerializer(serializers.ModelSerializer):
         return attrs
 
     def create(self, validated_data):
-        tenant = validated_data["tenant"]
-        email = validated_data["email"].lower()
-        User = get_user_model()
-        with transaction.atomic():
-            user = User.objects.filter(username__iexact=email).first()
-            if user is None:
-                user = services.create_user(email, password=validated_data.get("password"))
-            elif Membership.objects.filter(user=user, tenant=tenant).exists():
-                raise serializers.ValidationError({"email": f"{email} is already a member of this tenant."})
-            return services.add_member(tenant, user, validated_data["role"])
+        return services.add_member_by_email(
+            validated_data["tenant"],
+            validated_data["email"],
+            validated_data["role"],
+            password=validated_data.get("password"),
+            acting_user=self.context["request"].user,
+        )
 
     def update(self, instance, validated_data):
-        return services.add_member(instance.tenant, instance.user, validated_data.get("role", instance.role))
+        role = validated_data.get("role", instance.role)
+        return services.change_role(instance, role, acting_user=self.context["request"].user)
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
@@ -78,7 +77,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         role = attrs.get("role", Role.VIEWER)
         request = self.context["request"]
-        principal = request.user
+        principal = Principal.of(request.user)  # an API key's Principal, or a session's User
         tenant = getattr(request, "tenant", None)
         if tenant is not None and not principal.is_platform:
             mine = principal.roles.get(tenant.pk)
@@ -95,7 +94,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
             scope=validated_data.get("scope", ApiKeyScope.ROLE),
             expires=validated_data.get("expires"),
             allowed_networks=validated_data.get("allowed_networks", []),
-            acting_user=getattr(request.user, "user", None),
+            acting_user=Principal.of(request.user).user,
         )
         key.raw_key = raw
         return key

@@ -1,11 +1,19 @@
 """API views of the core: tenants, memberships, API keys, audit log, jobs."""
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db import transaction
-from rest_framework import viewsets
+from django.http import FileResponse
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 
 from .. import services
+from ..choices import JobStatus
+from ..exports import FORMATS, start_audit_export
 from ..filtersets import ApiKeyFilterSet, AuditEntryFilterSet, JobFilterSet, MembershipFilterSet
 from ..models import ApiKey, AuditEntry, Job, Membership, Tenant
 from .serializers import ApiKeySerializer, AuditEntrySerializer, JobSerializer, MembershipSerializer, TenantSerializer
@@ -29,6 +37,9 @@ class MembershipViewSet(TenantModelViewSet):
     serializer_class = MembershipSerializer
     filterset_class = MembershipFilterSet
 
+    def perform_destroy(self, instance):
+        services.remove_member(instance, acting_user=self.request.user)
+
 
 class ApiKeyViewSet(CreateListRetrieveDestroyViewSet):
     """API keys: created once (the response carries the raw key), listed, revoked (DELETE or /revoke/)."""
@@ -41,11 +52,11 @@ class ApiKeyViewSet(CreateListRetrieveDestroyViewSet):
         serializer.save(tenant=self.request_tenant())
 
     def perform_destroy(self, instance):
-        services.revoke_api_key(instance, acting_user=getattr(self.request.user, "user", None))
+        services.revoke_api_key(instance, acting_user=self.request.user)
 
     @action(detail=True, methods=["post"], permission_action="delete")
     def revoke(self, request, pk=None):
-        key = services.revoke_api_key(self.get_object(), acting_user=getattr(request.user, "user", None))
+        key = services.revoke_api_key(self.get_object(), acting_user=request.user)
         return Response(self.get_serializer(key).data)
 
 
@@ -57,9 +68,40 @@ class AuditEntryViewSet(ReadOnlyTenantViewSet):
     filterset_class = AuditEntryFilterSet
     lookup_field = "seq"
 
+    @action(detail=False, methods=["post"], permission_action="export")
+    def export(self, request):
+        """Start a CSV or PDF export of the tenant's audit log: body {"format": "csv"|"pdf", ...filters}; 202 + job."""
+        job = start_audit_export(
+            actor=self.principal,
+            tenant=getattr(request, "tenant", None),
+            fmt=request.data.get("format", ""),
+            filters=request.data,
+        )
+        return Response(JobSerializer(job, context=self.get_serializer_context()).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AnyAcceptNegotiation(DefaultContentNegotiation):
+    """A file download answers with the file whatever the client's Accept header says."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
 
 class JobViewSet(ReadOnlyTenantViewSet):
     queryset = Job.objects.all()
     serializer_class = JobSerializer
     filterset_class = JobFilterSet
     lookup_field = "uuid"
+
+    @action(detail=True, methods=["get"], content_negotiation_class=AnyAcceptNegotiation)
+    def download(self, request, uuid=None):
+        """The file a completed job produced (an export); another tenant's job is a 404."""
+        job = self.get_object()
+        if job.status != JobStatus.COMPLETED or not job.result_file:
+            raise NotFound("This job has no file to download.")
+        root = Path(settings.MEDIA_ROOT).resolve()
+        path = (root / job.result_file).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise NotFound("The job's file is no longer available.")
+        content_type = FORMATS.get(path.suffix.lstrip("."), "application/octet-stream")
+        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type=content_type)

@@ -128,3 +128,25 @@ class TenantAPITest(TenantTestCase):
         response = self.api(op).post("/api/v1/tenants/", {"slug": "tenant-c", "name": "C"}, format="json")
         self.assertEqual(response.status_code, 201, response.content)
         self.assertEqual(len(self.api(op).get("/api/v1/tenants/").json()["results"]), 3)
+
+
+class MembershipOwnerRulesAPITest(TenantTestCase):
+    def test_admin_key_cannot_grant_owner_or_remove_last_owner(self):
+        membership = Membership.objects.get(user=self.bob, tenant=self.tenant_a)
+        url = f"/api/v1/memberships/{membership.pk}/"
+        response = self.api(self.alice_key).patch(url, {"role": "owner"}, format="json")
+        self.assertEqual(response.status_code, 400, response.content)
+        self.assertIn("role", response.json()["error"]["fields"])
+        membership.refresh_from_db()
+        self.assertEqual(membership.role, Role.VIEWER)
+
+        _, owner_key = services.create_api_key(tenant=self.tenant_a, name="owner", role=Role.OWNER)
+        self.assertEqual(self.api(owner_key).patch(url, {"role": "owner"}, format="json").status_code, 200)
+        alice = Membership.objects.get(user=self.alice, tenant=self.tenant_a)
+        self.assertEqual(self.api(owner_key).patch(f"/api/v1/memberships/{alice.pk}/", {"role": "owner"},
+                                                   format="json").status_code, 200)
+        # two owners: one may go, the last one may not
+        self.assertEqual(self.api(owner_key).delete(url).status_code, 204)
+        response = self.api(owner_key).delete(f"/api/v1/memberships/{alice.pk}/")
+        self.assertEqual(response.status_code, 400, response.content)
+        self.assertTrue(Membership.objects.filter(pk=alice.pk, role=Role.OWNER).exists())

@@ -1,0 +1,259 @@
+"""
+Audit log exports for compliance staff: CSV (every matching entry) and PDF (a signed-off style report).
+
+`start_audit_export()` checks the actor may export the tenant's audit log (Area.AUDIT, Action.EXPORT:
+owners, admins, compliance), validates the filters and enqueues `AuditExportRunner` on the `low` queue.
+The runner streams the filtered log by keyset on `seq`, EXPORT_ROWS_PER_CHUNK rows per query (never
+the whole table in memory), writes MEDIA_ROOT/exports/<job uuid>.<csv|pdf>, and records the file's
+SHA-256 both in `job.result` and in the audit log (`audit.export`), so a file handed to an auditor can
+be matched to the entry that produced it.
+
+PDF: WeasyPrint needs the whole document, so the HTML is written progressively to a temporary file
+(one template render per chunk) and rendered once at the end. A PDF holds at most EXPORT_PDF_MAX_ROWS
+entries (the cover says when it was truncated); CSV has no cap.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import tempfile
+from datetime import timezone as dt_timezone
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from . import audit
+from .choices import Action, Area
+from .constants import QUEUE_LOW
+from .filtersets import AuditEntryFilterSet
+from .jobs import JobFailed, JobRunner
+from .models import AuditEntry
+from .permissions import Principal
+
+EXPORT_DIR = "exports"  # under MEDIA_ROOT
+FORMATS = {"csv": "text/csv", "pdf": "application/pdf"}
+CSV_HEADER = [
+    "time_utc", "seq", "actor_type", "actor_name", "request_id", "client_ip", "action",
+    "object_type", "object_id", "object_repr", "prechange", "postchange", "message", "hash",
+]  # fmt: skip
+# Spreadsheets run cells starting with these as formulas: such cells get a leading apostrophe (OWASP advice).
+CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+PDF_CHANGE_MAX_CHARS = 600  # a PDF cell shows at most this much of the pre/post-change JSON (CSV has all of it)
+HASH_BLOCK_SIZE = 1 << 20  # bytes read at a time when hashing the file
+
+
+def filter_fields():
+    return list(AuditEntryFilterSet.base_filters)
+
+
+def clean_filters(data):
+    """The AuditEntryFilterSet values present in `data` (a dict or QueryDict), validated; ValidationError if not."""
+    filters = {}
+    for name in filter_fields():
+        value = data.get(name)
+        if isinstance(value, str) and value.strip():
+            filters[name] = value.strip()
+    filterset = AuditEntryFilterSet(data=filters, queryset=AuditEntry.objects.none())
+    if not filterset.is_valid():
+        raise ValidationError({field: [str(e) for e in errors] for field, errors in filterset.errors.items()})
+    return filters
+
+
+@transaction.atomic
+def start_audit_export(*, actor, tenant, fmt, filters):
+    """Enqueue an export of `tenant`'s audit log (every tenant's for a platform operator with no tenant).
+
+    `actor` is a user, an API key or a Principal; raises PermissionDenied or ValidationError.
+    """
+    principal = Principal.of(actor)
+    if fmt not in FORMATS:
+        raise ValidationError({"format": f"Choose one of: {', '.join(FORMATS)}."})
+    if tenant is None and not principal.is_platform:
+        raise ValidationError({"tenant": "No current tenant: use a tenant API key or select a tenant."})
+    if not principal.allows(getattr(tenant, "pk", None), Area.AUDIT, Action.EXPORT):
+        raise PermissionDenied("Your role does not allow exporting the audit log.")
+    filters = clean_filters(filters)
+    return AuditExportRunner.enqueue(
+        tenant=tenant,
+        user=principal.user,
+        params={"format": fmt, "filters": filters, "requested_by": principal.name},
+    )
+
+
+def export_path(job, fmt):
+    return Path(settings.MEDIA_ROOT) / EXPORT_DIR / f"{job.uuid}.{fmt}"
+
+
+def file_sha256(path):
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(HASH_BLOCK_SIZE):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def iter_chunks(queryset, chunk_size, limit=None):
+    """Yield lists of entries in `seq` order, `chunk_size` per query (keyset pagination), at most `limit` in all."""
+    queryset = queryset.order_by("seq")
+    last_seq, sent = 0, 0
+    while limit is None or sent < limit:
+        size = chunk_size if limit is None else min(chunk_size, limit - sent)
+        chunk = list(queryset.filter(seq__gt=last_seq)[:size])
+        if not chunk:
+            return
+        yield chunk
+        sent += len(chunk)
+        last_seq = chunk[-1].seq
+
+
+def as_json(value):
+    return "" if value is None else json.dumps(value, sort_keys=True, cls=DjangoJSONEncoder)
+
+
+def utc_iso(value):
+    return value.astimezone(dt_timezone.utc).isoformat()
+
+
+def csv_safe(value):
+    value = "" if value is None else str(value)
+    return "'" + value if value.startswith(CSV_FORMULA_PREFIXES) else value
+
+
+def csv_row(entry):
+    return [
+        csv_safe(v)
+        for v in (
+            utc_iso(entry.time), entry.seq, entry.actor_type, entry.actor_name, entry.request_id, entry.client_ip,
+            entry.action, entry.object_type, entry.object_id, entry.object_repr, as_json(entry.prechange),
+            as_json(entry.postchange), entry.message, entry.hash,
+        )
+    ]  # fmt: skip
+
+
+def _clip(text):
+    return text if len(text) <= PDF_CHANGE_MAX_CHARS else text[:PDF_CHANGE_MAX_CHARS] + " …(truncated)"
+
+
+def pdf_row(entry):
+    return {
+        "entry": entry,
+        "time": entry.time.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "prechange": _clip(as_json(entry.prechange)),
+        "postchange": _clip(as_json(entry.postchange)),
+    }
+
+
+class AuditExportRunner(JobRunner):
+    """Export a tenant's audit log, filtered, to CSV or PDF; record the file's SHA-256 in the audit log."""
+
+    name = "Audit log export"
+    queue = QUEUE_LOW
+
+    def run(self, job):
+        fmt = job.params.get("format")
+        if fmt not in FORMATS:
+            raise JobFailed(f"Unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}.")
+        queryset = self.queryset(job)
+        total = queryset.count()
+        path = export_path(job, fmt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        self.progress(job, 0, f"Exporting {total} audit entries as {fmt.upper()}.")
+        try:
+            if fmt == "csv":
+                rows, truncated = self.write_csv(job, queryset, total, partial), False
+            else:
+                rows, truncated = self.write_pdf(job, queryset, total, partial)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+        sha256 = file_sha256(path)
+        job.result_file = f"{EXPORT_DIR}/{path.name}"
+        job.result = {
+            "format": fmt, "rows": rows, "total": total, "truncated": truncated, "sha256": sha256,
+            "size": path.stat().st_size, "file": path.name,
+        }  # fmt: skip
+        job.save(update_fields=["result_file", "result"])
+        audit.record(
+            "audit.export",
+            tenant=job.tenant,
+            object_type="deliveryhub.job",
+            object_id=str(job.uuid),
+            object_repr=job.name,
+            message=f"Audit log exported as {fmt.upper()} ({rows} entries) for {job.params.get('requested_by', '?')}.",
+            postchange={"sha256": sha256, "rows": rows, "format": fmt, "filters": job.params.get("filters", {})},
+        )
+        self.progress(job, 100, f"Wrote {rows} entries, SHA-256 {sha256}.")
+
+    # -- what is exported -----------------------------------------------------------------------------------------
+    def queryset(self, job):
+        """The job tenant's entries the requester may still export, narrowed by the saved filters."""
+        queryset = AuditEntry.objects.all()
+        if job.tenant_id is not None:
+            queryset = queryset.filter(tenant_id=job.tenant_id)
+        if job.user_id is not None:
+            queryset = queryset.restrict(job.user, Action.EXPORT)  # a role lost since the request exports nothing
+        filterset = AuditEntryFilterSet(data=job.params.get("filters") or {}, queryset=queryset)
+        if not filterset.is_valid():
+            raise JobFailed(f"Invalid filters: {dict(filterset.errors)}")
+        return filterset.qs
+
+    def _chunk_progress(self, job, done, total, limit=None):
+        wanted = min(total, limit) if limit is not None else total
+        self.progress(job, 95 * done // wanted if wanted else 95)
+
+    # -- CSV ------------------------------------------------------------------------------------------------------
+    def write_csv(self, job, queryset, total, target):
+        rows = 0
+        with open(target, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(CSV_HEADER)
+            for chunk in iter_chunks(queryset, settings.EXPORT_ROWS_PER_CHUNK):
+                writer.writerows(csv_row(entry) for entry in chunk)
+                rows += len(chunk)
+                self._chunk_progress(job, rows, total)
+        return rows
+
+    # -- PDF ------------------------------------------------------------------------------------------------------
+    def write_pdf(self, job, queryset, total, target):
+        from weasyprint import HTML
+        from weasyprint.urls import URLFetcher
+
+        limit = settings.EXPORT_PDF_MAX_ROWS
+        filters = job.params.get("filters") or {}
+        chain = audit.verify_chain()
+        cover = {
+            "job": job,
+            "tenant": job.tenant,
+            "period_from": filters.get("after", ""),
+            "period_until": filters.get("before", ""),
+            "filters": {k: v for k, v in filters.items() if k not in ("after", "before")},
+            "requested_by": job.params.get("requested_by", ""),
+            "generated": timezone.now().astimezone(dt_timezone.utc),
+            "chain": chain,
+            "total": total,
+            "shown": min(total, limit),
+            "truncated": total > limit,
+            "limit": limit,
+        }
+        rows = 0
+        with tempfile.NamedTemporaryFile("w+", suffix=".html", encoding="utf-8", dir=target.parent) as html:
+            html.write(render_to_string("exports/audit_pdf_start.html", cover))
+            for chunk in iter_chunks(queryset, settings.EXPORT_ROWS_PER_CHUNK, limit=limit):
+                html.write(render_to_string("exports/audit_pdf_rows.html", {"rows": [pdf_row(e) for e in chunk]}))
+                rows += len(chunk)
+                self._chunk_progress(job, rows, total, limit)
+            html.write(render_to_string("exports/audit_pdf_end.html", cover))
+            html.flush()
+            html.seek(0)
+            self.progress(job, 96, f"Rendering the PDF ({rows} entries).")
+            # No protocol allowed: the report never fetches anything (no file://, no http:// from entry content).
+            HTML(file_obj=html, encoding="utf-8", url_fetcher=URLFetcher(allowed_protocols=())).write_pdf(target)
+        return rows, total > limit
