@@ -249,6 +249,21 @@ DNS_TIMEOUT = float(os.environ.get("DELIVERYHUB_DNS_TIMEOUT", "5"))  # seconds p
 # Delivery node this process runs as.
 NODE_NAME = env_str("DELIVERYHUB_NODE", "local")
 SMTP_PORT = env_int("DELIVERYHUB_SMTP_PORT", 25)  # outbound port for MX delivery
+# Delivery engine (queues/delivery): SMTP client, connection pool, DKIM, MX cache, retries.
+SMTP_CONNECT_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_CONNECT_TIMEOUT", "30"))  # TCP connect + greeting
+SMTP_COMMAND_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_COMMAND_TIMEOUT", "120"))  # each command's reply
+SMTP_DATA_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_DATA_TIMEOUT", "300"))  # sending data + end-of-data reply
+SMTP_MAX_MESSAGES_PER_CONNECTION = env_int("DELIVERYHUB_SMTP_MAX_MESSAGES_PER_CONNECTION", 100)  # then QUIT, reconnect
+SMTP_MAX_CONNECTIONS_PER_DESTINATION = env_int("DELIVERYHUB_SMTP_MAX_CONNECTIONS", 100)  # per (source IP, host), per process
+SMTP_IDLE_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_IDLE_TIMEOUT", "30"))  # pooled idle connection closed after
+SMTP_TLS_CA_FILE = env_str("DELIVERYHUB_SMTP_TLS_CA_FILE", "")  # CA bundle for required TLS; empty: the system's
+MX_CACHE_MAX_ENTRIES = env_int("DELIVERYHUB_MX_CACHE_MAX_ENTRIES", 10000)  # destination domains kept in-process
+MX_NEGATIVE_CACHE_SECONDS = env_int("DELIVERYHUB_MX_NEGATIVE_CACHE_SECONDS", 60)  # NXDOMAIN/no-address answers kept
+DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERYHUB_RETRY_BASE_SECONDS", 300)  # first deferral's delay, doubling
+DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERYHUB_RETRY_MAX_SECONDS", 7200)  # longest delay between tries
+DELIVERY_RETRY_HORIZON_SECONDS = env_int("DELIVERYHUB_RETRY_HORIZON_SECONDS", 4 * 86400)  # then the message expires
+DELIVERY_RETRY_JITTER = float(os.environ.get("DELIVERYHUB_RETRY_JITTER", "0.1"))  # ± fraction added to each delay
+DELIVERY_RETRY_HINT_MAX_SECONDS = env_int("DELIVERYHUB_RETRY_HINT_MAX_SECONDS", 86400)  # cap on "try again in N" hints
 
 # IP pools: nodes, warm-up, blocklists, reputation (ippools app).
 NODE_HEARTBEAT_TIMEOUT = env_int("DELIVERYHUB_NODE_HEARTBEAT_TIMEOUT", 120)  # seconds without a heartbeat = node down
@@ -297,5 +312,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("DELIVERYHUB_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "weasyprint": {"level": "WARNING"},  # one INFO line per rendered page otherwise
+        "fontTools": {"level": "WARNING"},
+    },
 }

@@ -7,11 +7,13 @@ from .admin import admin_site
 
 api_v1 = [
     path("", include("deliveryhub.api.urls")),
+    path("", include("ippools.api.urls")),
 ]
 
 urlpatterns = [
     path("admin/", admin_site.urls),
-    path("api/v1/", include(api_v1)),
+    # API URL names live in the "api" namespace ("api:ippool-detail") so they never shadow UI names.
+    path("api/v1/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("deliveryhub.ui_urls")),
