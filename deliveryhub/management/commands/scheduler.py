@@ -47,7 +47,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, once=False, **options):
         jobs = discover_system_jobs()
-        logger.info("Scheduler started with %d system job(s): %s", len(jobs), ", ".join(sorted(jobs)) or "none")
         if once:
             for name in tick(jobs):
                 self.stdout.write(f"Enqueued {name}")
@@ -60,6 +59,8 @@ class Command(BaseCommand):
             stop.set()
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        # Logged only once the handlers are in place: a SIGTERM after this line always stops cleanly.
+        logger.info("Scheduler started with %d system job(s): %s", len(jobs), ", ".join(sorted(jobs)) or "none")
         try:
             while not stop.is_set():
                 try:
