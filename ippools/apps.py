@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class IppoolsConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'ippools'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "ippools"

@@ -33,7 +33,7 @@ from deliveryhub import embedded_redis
 STOP_TIMEOUT = 10.0  # seconds a child gets to exit after SIGTERM
 POLL_SECONDS = 0.2
 RQ_QUEUES = ("delivery", "default", "low")
-OPTIONAL_COMMANDS = ("scheduler", "smtpd")  # started only once somebody has written them
+OPTIONAL_COMMANDS = ("scheduler", "smtpd", "capture_smtpd")  # started only once somebody has written them
 
 
 def _parent_death_signal():
@@ -127,6 +127,7 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             call_command("collectstatic", interactive=False, verbosity=1)
         call_command("ensure_superuser")
+        call_command("ensure_local_node")  # node "local", IP 127.0.0.1, shared pool "default" for every tenant
         connections.close_all()  # children open their own; no SQLite handle held across the run
 
     def _start_processes(self):
@@ -139,7 +140,8 @@ class Command(BaseCommand):
             web.append("--insecure")  # runserver serves static files only in DEBUG otherwise
         plan = [
             ("web", web),
-            ("worker", [*manage, "rqworker", *RQ_QUEUES, "--with-scheduler"]),
+            ("worker", [*manage, "rqworker", f"delivery-{settings.NODE_NAME}", *RQ_QUEUES, "--with-scheduler",
+                        "--worker-class", "queues.delivery.worker.DeliveryWorker"]),
         ]
         available = get_commands()
         for name in OPTIONAL_COMMANDS:

@@ -1,0 +1,15 @@
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter()
+router.register("nodes", views.DeliveryNodeViewSet)
+router.register("ip-addresses", views.IPAddressViewSet)
+router.register("ip-pools", views.IPPoolViewSet)
+router.register("ip-pool-members", views.IPPoolMemberViewSet)
+router.register("ip-pool-grants", views.IPPoolGrantViewSet)
+router.register("warmup-plans", views.WarmupPlanViewSet)
+router.register("blocklist-checks", views.BlocklistCheckViewSet)
+router.register("default-pools", views.TenantDefaultPoolViewSet)
+
+urlpatterns = router.urls
