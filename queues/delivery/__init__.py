@@ -1,0 +1,1 @@
+"""The delivery engine: dequeuer, processor, senders, classifier, DKIM, MX resolution."""

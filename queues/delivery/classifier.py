@@ -1,0 +1,221 @@
+"""One decision, made once: what an SMTP reply means (category) and what to do about it (action).
+
+The rules are data: `queues/data/bounce_rules.tsv` holds the defaults (loaded once, cached); admins' `BounceRule`
+rows are passed in as `extra_rules` and tried first, in the order given. The vocabulary of categories and actions is
+the one of `shared/data/smtp-replies.tsv` (see `queues.choices.RuleAction`):
+
+    categories: delivered, invalid_recipient, bad_domain, mailbox_full, message_too_large, rate_limited,
+        reputation_block, blocklisted, authentication, spam_content, policy, greylisted, transient, tls_required,
+        sender_config, routing, connection_error, unknown
+    actions: deliver, defer, defer+slow, bounce, bounce+suppress
+
+A 5.1.x bad recipient bounces and suppresses; a 5.7.x block bounces without suppressing (it says something about us,
+not the recipient); a mailbox-full 552 5.2.2 defers; rate-limit replies defer and slow the (source IP, provider) pair.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import NamedTuple
+
+from .backoff import parse_retry_hint
+from .result import BOUNCED, DEFERRED, DELIVERED, SendResult
+
+RULES_PATH = Path(__file__).resolve().parent.parent / "data" / "bounce_rules.tsv"
+
+# Actions (the strings of queues.choices.RuleAction, repeated here so the engine does not import Django models).
+DELIVER = "deliver"
+DEFER = "defer"
+DEFER_SLOW = "defer+slow"
+BOUNCE = "bounce"
+BOUNCE_SUPPRESS = "bounce+suppress"
+ACTIONS = (DELIVER, DEFER, DEFER_SLOW, BOUNCE, BOUNCE_SUPPRESS)
+STATUS_FOR_ACTION = {
+    DELIVER: DELIVERED,
+    DEFER: DEFERRED,
+    DEFER_SLOW: DEFERRED,
+    BOUNCE: BOUNCED,
+    BOUNCE_SUPPRESS: BOUNCED,
+}
+
+# Categories the engine itself produces (the rest come from the rules file).
+CONNECTION_ERROR = "connection_error"
+UNKNOWN = "unknown"
+
+ENHANCED_RE = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})(?=\s|$)")
+_CODE_PATTERN_RE = re.compile(r"^[2-5][0-9x]{2}$")
+_ENHANCED_PATTERN_RE = re.compile(r"^[245x](\.(\d{1,3}|\*)){0,2}$")
+
+
+class Classification(NamedTuple):
+    """What a reply means: `category` (for humans and reports), `action` (for the engine), `retry_after` (seconds
+    asked for in the reply text, or None)."""
+
+    category: str
+    action: str
+    retry_after: int | None
+
+    @property
+    def status(self) -> str:
+        """delivered, deferred or bounced."""
+        return STATUS_FOR_ACTION[self.action]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One classification rule; empty patterns match anything."""
+
+    priority: int
+    code: str  # "550", "5xx" or ""
+    enhanced: str  # "5.1.1", "5.7.*" or ""
+    text: str  # case-insensitive regular expression, or ""
+    category: str
+    action: str
+
+    def __post_init__(self):
+        if self.code and not _CODE_PATTERN_RE.match(self.code):
+            raise ValueError(f"bad code pattern {self.code!r}")
+        if self.enhanced and not _ENHANCED_PATTERN_RE.match(self.enhanced):
+            raise ValueError(f"bad enhanced status pattern {self.enhanced!r}")
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown action {self.action!r}")
+        _compiled(self.text)  # fail early on a bad regular expression
+
+    @classmethod
+    def from_object(cls, obj) -> Rule:
+        """A Rule from anything with the same attributes (a `BounceRule` row, a Rule)."""
+        if isinstance(obj, Rule):
+            return obj
+        return _rule_from_fields(
+            int(obj.priority or 0), obj.code or "", obj.enhanced or "", obj.text or "", obj.category, obj.action
+        )
+
+    def matches(self, code_text: str, enhanced: str, text: str) -> bool:
+        if self.code and not _match_code(self.code, code_text):
+            return False
+        if self.enhanced and not _match_enhanced(self.enhanced, enhanced):
+            return False
+        return not self.text or _compiled(self.text).search(text) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _rule_from_fields(priority, code, enhanced, text, category, action) -> Rule:
+    return Rule(priority, code.strip().lower(), enhanced.strip(), text, category.strip(), action.strip())
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _match_code(pattern: str, code_text: str) -> bool:
+    if len(code_text) != 3:
+        return False
+    return all(p == "x" or p == c for p, c in zip(pattern, code_text, strict=True))
+
+
+def _match_enhanced(pattern: str, enhanced: str) -> bool:
+    if not enhanced:
+        return False
+    parts, wanted = enhanced.split("."), pattern.split(".")
+    for index, want in enumerate(wanted):
+        if want == "*":
+            return True
+        if index >= len(parts) or (want != "x" and want != parts[index]):
+            return False
+    return len(parts) == len(wanted)
+
+
+@functools.cache
+def default_rules() -> tuple[Rule, ...]:
+    """The rules of `queues/data/bounce_rules.tsv`, sorted by priority (stable: file order breaks ties)."""
+    rules = []
+    with RULES_PATH.open(newline="", encoding="utf-8") as handle:
+        for line_number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+            if not row or row[0].startswith("#") or row[0] == "priority":
+                continue
+            if len(row) != 6:
+                raise ValueError(f"{RULES_PATH}:{line_number}: expected 6 tab-separated columns, got {len(row)}")
+            rules.append(_rule_from_fields(int(row[0]), *row[1:]))
+    return tuple(sorted(rules, key=lambda rule: rule.priority))
+
+
+def split_enhanced(text: str) -> tuple[str | None, str]:
+    """Split a leading enhanced status code off a reply text: "5.1.1 User unknown" → ("5.1.1", "User unknown")."""
+    match = ENHANCED_RE.match(text or "")
+    if match is None:
+        return None, (text or "").strip()
+    return match.group(1), text[match.end() :].strip()
+
+
+def classify(
+    code: int | None, enhanced: str | None, text: str, *, connect_error: bool = False, extra_rules=None
+) -> Classification:
+    """Classify a reply (code, enhanced status code, text) into a category and an action.
+
+    When `enhanced` is None and the text starts with one, it is taken from the text. `connect_error` (no reply: the
+    connection was refused, timed out or dropped) defers. `extra_rules` (BounceRule rows or Rules) are tried first,
+    in the order given. A reply no rule matches defers when it has no 5xx code and bounces otherwise.
+    """
+    text = text or ""
+    if enhanced is None:
+        enhanced, text = split_enhanced(text)
+    enhanced = enhanced or ""
+    retry_after = parse_retry_hint(text)
+    if connect_error and code is None:
+        return Classification(CONNECTION_ERROR, DEFER, retry_after)
+    if code is not None:
+        code_text = str(code)
+    elif enhanced:
+        code_text = enhanced[0] + "xx"  # no reply (DNS, connection): the enhanced code's class decides
+    else:
+        code_text = ""
+    for rule in _iter_rules(extra_rules):
+        if rule.matches(code_text, enhanced, text):
+            return Classification(rule.category, rule.action, retry_after)
+    if code_text.startswith("2"):
+        return Classification("delivered", DELIVER, None)
+    return Classification(UNKNOWN, BOUNCE if code_text.startswith("5") else DEFER, retry_after)
+
+
+def _iter_rules(extra_rules):
+    if extra_rules:
+        for obj in extra_rules:
+            yield Rule.from_object(obj)
+    yield from default_rules()
+
+
+def make_result(
+    code: int | None, enhanced: str | None, text: str, *, connect_error: bool = False, extra_rules=None, **fields
+) -> SendResult:
+    """A SendResult for a reply (or an error text), classified; `fields` fill the rest (mx_host, tls_version, ...)."""
+    if enhanced is None:
+        enhanced, text = split_enhanced(text)
+    outcome = classify(code, enhanced, text, connect_error=connect_error, extra_rules=extra_rules)
+    return SendResult(
+        status=outcome.status,
+        code=code,
+        enhanced=enhanced,
+        text=text,
+        category=outcome.category,
+        action=outcome.action,
+        retry_after=outcome.retry_after,
+        connect_error=connect_error,
+        **fields,
+    )
+
+
+def reclassify(result: SendResult, extra_rules) -> SendResult:
+    """Apply admins' rules to a result the engine classified with the defaults only (returns a new SendResult)."""
+    if not extra_rules:
+        return result
+    outcome = classify(
+        result.code, result.enhanced or "", result.text, connect_error=result.connect_error, extra_rules=extra_rules
+    )
+    if (outcome.category, outcome.action) == (result.category, result.action):
+        return result
+    return replace(result, status=outcome.status, category=outcome.category, action=outcome.action)

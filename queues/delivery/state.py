@@ -1,0 +1,123 @@
+"""Per-process delivery state: one ConnectionPool on one event loop in a background thread, kept across batches
+and RQ jobs so that connections are reused; closed (QUIT) at worker shutdown.
+
+Synchronous callers (RQ jobs) use `deliver(...)`, which runs `ConnectionPool.deliver` on that loop and waits. The
+loop keeps running between jobs, so a server closing an idle connection is noticed, and idle connections are
+reaped every few seconds. Connection reuse across jobs needs a worker that runs jobs in its own process (RQ's
+`SimpleWorker`); a forking worker gets a fresh pool in each work horse (still correct, just no reuse across jobs).
+After a fork the state is rebuilt, never shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+
+from django.conf import settings
+
+from .senders.smtp import ConnectionPool
+
+logger = logging.getLogger(__name__)
+
+REAP_INTERVAL_SECONDS = 5.0  # how often idle connections past SMTP_IDLE_TIMEOUT are closed
+CLOSE_TIMEOUT_SECONDS = 10.0  # how long shutdown waits for QUITs
+
+_lock = threading.Lock()
+_state: DeliveryState | None = None
+
+
+class DeliveryState:
+    """An event loop thread and the ConnectionPool living on it."""
+
+    def __init__(self, **pool_options):
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="smtp-pool", daemon=True)
+        self.thread.start()
+        self._ready.wait()
+        self.pool: ConnectionPool = self.run(self._make_pool(pool_options))
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    async def _make_pool(self, options) -> ConnectionPool:
+        pool = ConnectionPool(**options)
+        self._reaper = asyncio.ensure_future(self._reap(pool))
+        return pool
+
+    async def _reap(self, pool: ConnectionPool) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL_SECONDS)
+            try:
+                await pool.close_idle()
+            except Exception:
+                logger.exception("closing idle SMTP connections failed")
+
+    def run(self, coroutine, timeout: float | None = None):
+        """Run a coroutine on the pool's loop and wait for its result (cancelled if the wait is interrupted)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
+    def deliver(self, messages, **options):
+        """`ConnectionPool.deliver(messages, **options)`, synchronously."""
+        return self.run(self.pool.deliver(messages, **options))
+
+    def close(self) -> None:
+        """QUIT every idle connection and stop the loop thread."""
+        if not self.loop.is_running():
+            return
+        try:
+            self.run(self._shutdown(), timeout=CLOSE_TIMEOUT_SECONDS)
+        except Exception:
+            logger.exception("closing the SMTP connection pool failed")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(CLOSE_TIMEOUT_SECONDS)
+
+    async def _shutdown(self) -> None:
+        self._reaper.cancel()
+        await self.pool.close()
+
+
+def get_state() -> DeliveryState:
+    """This process's state, created on first use (and again in a forked child)."""
+    global _state
+    with _lock:
+        if _state is None or _state.pid != os.getpid():
+            _state = DeliveryState(
+                max_per_destination=settings.SMTP_MAX_CONNECTIONS_PER_DESTINATION,
+                max_messages_per_connection=settings.SMTP_MAX_MESSAGES_PER_CONNECTION,
+                idle_timeout=settings.SMTP_IDLE_TIMEOUT,
+            )
+        return _state
+
+
+def get_pool() -> ConnectionPool:
+    """This process's ConnectionPool (use it only on `get_state().loop`)."""
+    return get_state().pool
+
+
+def deliver(messages, **options):
+    """Deliver a batch over this process's pooled connections; see `ConnectionPool.deliver`."""
+    return get_state().deliver(messages, **options)
+
+
+def close() -> None:
+    """Close this process's pool (worker shutdown; tests). The next use builds a new one."""
+    global _state
+    with _lock:
+        state, _state = _state, None
+    if state is not None and state.pid == os.getpid():
+        state.close()
+
+
+atexit.register(close)
