@@ -254,7 +254,7 @@ SMTP_CONNECT_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_CONNECT_TIMEOUT", 
 SMTP_COMMAND_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_COMMAND_TIMEOUT", "120"))  # each command's reply
 SMTP_DATA_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_DATA_TIMEOUT", "300"))  # sending data + end-of-data reply
 SMTP_MAX_MESSAGES_PER_CONNECTION = env_int("DELIVERYHUB_SMTP_MAX_MESSAGES_PER_CONNECTION", 100)  # then QUIT, reconnect
-SMTP_MAX_CONNECTIONS_PER_DESTINATION = env_int("DELIVERYHUB_SMTP_MAX_CONNECTIONS", 100)  # per (source IP, host), per process
+SMTP_MAX_CONNECTIONS_PER_DESTINATION = env_int("DELIVERYHUB_SMTP_MAX_CONNECTIONS", 100)  # per (source IP, host)
 SMTP_IDLE_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_IDLE_TIMEOUT", "30"))  # pooled idle connection closed after
 SMTP_TLS_CA_FILE = env_str("DELIVERYHUB_SMTP_TLS_CA_FILE", "")  # CA bundle for required TLS; empty: the system's
 MX_CACHE_MAX_ENTRIES = env_int("DELIVERYHUB_MX_CACHE_MAX_ENTRIES", 10000)  # destination domains kept in-process
@@ -295,6 +295,7 @@ DELIVERY_SCHEDULE_LEASE_SECONDS = env_int("DELIVERYHUB_SCHEDULE_LEASE", 120)  # 
 DELIVERY_SCHEDULER_INTERVAL = env_int("DELIVERYHUB_DELIVERY_SCHEDULER_INTERVAL", 2)  # seconds between dequeuer runs
 DELIVERY_SCAN_LIMIT = env_int("DELIVERYHUB_DELIVERY_SCAN_LIMIT", 20000)  # ready messages one dequeuer run looks at
 DELIVERY_JOB_TIMEOUT = env_int("DELIVERYHUB_DELIVERY_JOB_TIMEOUT", 300)  # seconds RQ gives one batch job
+DELIVERY_BATCH_CONCURRENCY = env_int("DELIVERYHUB_DELIVERY_BATCH_CONCURRENCY", 50)  # connections one batch uses at once
 DEMO_MODE = env_bool("DELIVERYHUB_DEMO", DEBUG)  # no route configured: deliver everything to the capture server
 CAPTURE_SMTP_HOST = env_str("DELIVERYHUB_CAPTURE_SMTP_HOST", "127.0.0.1")  # demo capture server address
 CAPTURE_SMTP_PORT = env_int("DELIVERYHUB_CAPTURE_SMTP_PORT", 2526)  # demo capture server port
@@ -305,6 +306,13 @@ SMTPD_TLS_KEY = env_str("DELIVERYHUB_SMTPD_TLS_KEY", "")  # PEM private key of t
 SMTPD_HOSTNAME = env_str("DELIVERYHUB_SMTPD_HOSTNAME", "localhost")  # name the listener announces
 # This node's delivery queue ("delivery-<node>"): its workers run `rqworker delivery-<node>`.
 RQ_QUEUES[f"delivery-{NODE_NAME}"] = {"URL": REDIS_URL, "DEFAULT_TIMEOUT": DELIVERY_JOB_TIMEOUT}
+
+# Sending domains (domains app): DNS verification, DKIM rotation, the records domains publish.
+DOMAIN_RECHECK_SECONDS = env_int("DELIVERYHUB_DOMAIN_RECHECK_SECONDS", 3600)  # periodic DNS re-verification
+DKIM_ROTATION_GRACE_SECONDS = env_int("DELIVERYHUB_DKIM_GRACE_SECONDS", 7 * 86400)  # old key stays published after
+BOUNCE_MX_HOST = env_str("DELIVERYHUB_BOUNCE_MX_HOST", SMTPD_HOSTNAME)  # MX of return-path hosts: our SMTP listener
+SPF_INCLUDE = env_str("DELIVERYHUB_SPF_INCLUDE", "")  # a domain whose SPF lists all our IPs; empty: ip4:/ip6: terms
+MTA_STS_POLICY_HOST = env_str("DELIVERYHUB_MTA_STS_POLICY_HOST", "")  # host serving MTA-STS policies (CNAME target)
 
 LOGGING = {
     "version": 1,

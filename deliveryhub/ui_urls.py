@@ -21,4 +21,7 @@ urlpatterns = [
     path("jobs/<uuid:uuid>/status/", views.job_status, name="job-status"),
     path("jobs/<uuid:uuid>/download/", views.job_download, name="job-download"),
     path("", include("deliveryhub.export_urls")),
+    path("", include("queues.urls")),
+    path("ip-pools/", include("ippools.urls")),
+    path("domains/", include("domains.urls")),
 ]

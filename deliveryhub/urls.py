@@ -7,7 +7,9 @@ from .admin import admin_site
 
 api_v1 = [
     path("", include("deliveryhub.api.urls")),
+    path("", include("domains.api.urls")),
     path("", include("ippools.api.urls")),
+    path("", include("queues.api.urls")),
 ]
 
 urlpatterns = [
