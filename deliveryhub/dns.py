@@ -3,7 +3,9 @@ DNS lookups of the whole project through one resolver factory, so tests can poin
 local DNS server (settings.DNS_RESOLVERS = ["127.0.0.1:5353"]) instead of mocking.
 
 `make_resolver()` builds a dnspython resolver from DNS_RESOLVERS and DNS_TIMEOUT; `query(name, rdtype)`
-answers with a `DNSResult` that tells an answer, NXDOMAIN, NODATA and an error apart.
+answers with a `DNSResult` that tells an answer, NXDOMAIN, NODATA and an error apart. A truncated UDP answer
+(TC flag: big TXT records such as 4096-bit DKIM keys) is retried over TCP by dnspython's resolver
+(tests/domains/test_verification.py checks it against the loopback server).
 """
 
 from dataclasses import dataclass, field
