@@ -137,14 +137,20 @@ def _locked_head():
 
 
 def log_change(obj, action, prechange, postchange, **extra):
-    """Log a create/update/delete of a ChangeLoggedModel: only the fields that changed, both sides."""
+    """Log a create/update/delete of a ChangeLoggedModel: only the fields that changed, both sides.
+
+    `prechange`/`postchange` are `audit_state()`s (secrets in clear, to see what changed); secrets are
+    redacted here, before anything is written: a changed secret is logged as "(secret)" -> "(changed)".
+    """
     if action == "update":
         prechange = prechange or {}
         changed = {k for k in postchange if prechange.get(k) != postchange.get(k)}
         if not changed:
             return None
-        prechange = {k: prechange.get(k) for k in sorted(changed)}
-        postchange = {k: postchange[k] for k in sorted(changed)}
+        prechange = obj.redact({k: prechange.get(k) for k in sorted(changed)})
+        postchange = obj.redact({k: postchange[k] for k in sorted(changed)}, marker="(changed)")
+    else:
+        prechange, postchange = obj.redact(prechange), obj.redact(postchange)
     return record(action, obj=obj, prechange=prechange, postchange=postchange, **extra)
 
 

@@ -1,8 +1,45 @@
 """Filtersets of the core, shared by the API and the UI."""
 
 import django_filters
+from django.contrib.auth import get_user_model
+from django_filters.filters import QuerySetRequestMixin
 
+from .choices import Action, Area
 from .models import ApiKey, AuditEntry, Job, Membership
+from .permissions import Principal
+from .querysets import RestrictedQuerySet
+
+
+def visible_choices(queryset, actor):
+    """The objects of `queryset` that `actor` may see: what a model-choice filter or field may offer and accept.
+
+    Restricted models go through `restrict()`; users are those of the tenants whose members the actor may
+    see; any other model offers nothing to a non-platform actor (fail closed).
+    """
+    principal = Principal.of(actor)
+    if principal.is_platform:
+        return queryset
+    if isinstance(queryset, RestrictedQuerySet):
+        return queryset.restrict(principal, Action.VIEW)
+    if queryset.model is get_user_model():
+        tenant_ids = principal.tenant_ids_allowing(Area.ACCESS, Action.VIEW)
+        return queryset.filter(pk__in=Membership.objects.filter(tenant_id__in=tenant_ids).values("user_id"))
+    return queryset.none()
+
+
+def restrict_choices(filterset, actor):
+    """Narrow every model-choice filter of `filterset` to what `actor` may see, and return the filterset.
+
+    Another tenant's id then answers exactly like an id that does not exist ("Select a valid choice"), and
+    choice lists (the browsable API's filter form, UI selects) name nothing of other tenants. The API's
+    filter backend applies it to every filterset; UI views call it on the filtersets they build.
+    """
+    for filter_ in filterset.filters.values():
+        if isinstance(filter_, QuerySetRequestMixin):
+            queryset = filter_.get_queryset(filterset.request)
+            if queryset is not None:
+                filter_.queryset = visible_choices(queryset.all(), actor)
+    return filterset
 
 
 class AuditEntryFilterSet(django_filters.FilterSet):

@@ -31,7 +31,9 @@ class ChangeLoggedModel(models.Model):
     """A model whose every create, update and delete is written to the audit log automatically.
 
     `audit_exclude` names fields never copied into the log (secrets, digests); `audit_redact` names
-    fields logged as "(changed)" only.
+    fields logged as "(secret)"/"(changed)" only, and so is every `EncryptedTextField`. Deletes are
+    logged from the `post_delete` signal (connected in `DeliveryhubConfig.ready`), so queryset deletes
+    (the admin's bulk delete) and cascades are logged per object too.
     """
 
     created = models.DateTimeField(auto_now_add=True)
@@ -46,36 +48,57 @@ class ChangeLoggedModel(models.Model):
     @classmethod
     def from_db(cls, db, field_names, values):
         instance = super().from_db(db, field_names, values)
-        instance._prechange = instance.snapshot()
+        instance._prechange = instance.audit_state()
         return instance
 
-    def snapshot(self):
-        """The audited field values of this object as a JSON-safe dict."""
+    @classmethod
+    def redacted_fields(cls):
+        """Attnames never logged in clear: `audit_redact` plus every encrypted field."""
+        from .crypto import EncryptedTextField
+
+        return {
+            field.attname
+            for field in cls._meta.concrete_fields
+            if field.name in cls.audit_redact or isinstance(field, EncryptedTextField)
+        }
+
+    def audit_state(self):
+        """The audited field values as a JSON-safe dict, secrets included: kept in memory to detect changes only."""
         data = {}
         for field in self._meta.concrete_fields:
             if field.name in self.audit_exclude or field.attname not in self.__dict__:
                 continue
-            value = getattr(self, field.attname)
-            data[field.attname] = "(secret)" if field.name in self.audit_redact else snapshot_value(value)
+            data[field.attname] = snapshot_value(getattr(self, field.attname))
         return data
+
+    def snapshot(self):
+        """The audited field values of this object as a JSON-safe dict, secrets shown as "(secret)"."""
+        return self.redact(self.audit_state())
+
+    @classmethod
+    def redact(cls, data, marker="(secret)"):
+        """`data` (a field -> value dict, or None) with the values of redacted fields replaced by `marker`."""
+        if data is None:
+            return None
+        secret = cls.redacted_fields()
+        return {key: marker if key in secret else value for key, value in data.items()}
 
     def save(self, *args, **kwargs):
         from .audit import log_change
 
         creating = self._state.adding
         super().save(*args, **kwargs)
-        post = self.snapshot()
+        post = self.audit_state()
         pre = None if creating else getattr(self, "_prechange", None)
         log_change(self, "create" if creating else "update", pre, post)
         self._prechange = post
 
-    def delete(self, *args, **kwargs):
-        from .audit import log_change
 
-        pre, pk = self.snapshot(), self.pk
-        result = super().delete(*args, **kwargs)
-        log_change(self, "delete", pre, None, object_id=str(pk))
-        return result
+def log_deletion(sender, instance, **kwargs):
+    """`post_delete` receiver of every ChangeLoggedModel: one audit entry per deleted object (cascades included)."""
+    from .audit import log_change
+
+    log_change(instance, "delete", instance.audit_state(), None)
 
 
 class TenantModel(models.Model):
@@ -189,7 +212,7 @@ class ApiKey(ChangeLoggedModel):
             return True
         try:
             ip = ipaddress.ip_address(address)
-        except ValueError:
+        except (TypeError, ValueError):  # no address (None, "") or not one
             return False
         return any(ip in ipaddress.ip_network(net, strict=False) for net in self.allowed_networks)
 
@@ -269,6 +292,7 @@ class AuditEntry(models.Model):
     def save(self, *args, **kwargs):
         if not self._state.adding:
             raise ValidationError("Audit entries are append-only.")
+        kwargs["force_insert"] = True  # never an UPDATE, even of a new instance given an existing pk
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

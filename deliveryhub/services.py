@@ -129,7 +129,7 @@ def authenticate_api_key(raw, client_ip=None):
             continue
         if not key.is_usable(now) or (key.tenant_id and not key.tenant.is_active):
             return None
-        if client_ip and not key.allows_address(client_ip):
+        if not key.allows_address(client_ip):  # a key limited to networks needs a known client address
             return None
         # last_used is not audited (excluded field) and written without touching other columns.
         ApiKey.objects.filter(pk=key.pk).update(last_used=now, last_used_ip=client_ip)

@@ -55,6 +55,9 @@ class RolePermission(permissions.BasePermission):
     def has_object_permission(self, request, view, obj):
         principal = Principal.of(request.user)
         tenant_id = getattr(obj, "tenant_id", None)  # a Tenant's tenant_id is itself
+        # The object's tenant may not be the session's current one: an admin there needs OTP all the same.
+        if request.method not in permissions.SAFE_METHODS and not otp_satisfied(request, principal, tenant_id):
+            raise OTPRequired()
         return principal.allows(tenant_id, view.get_permission_area(), required_action(view, request))
 
 
@@ -63,9 +66,14 @@ class OTPRequired(exceptions.PermissionDenied):
     default_code = "otp_required"
 
 
-def otp_satisfied(request, principal):
-    """Owners, admins and superusers change configuration only from an OTP-verified session (keys are exempt)."""
-    if not principal.needs_otp(getattr(getattr(request, "tenant", None), "pk", None)):
+def otp_satisfied(request, principal, tenant_id=None):
+    """Owners, admins and superusers change configuration only from an OTP-verified session (keys are exempt).
+
+    `tenant_id` is the tenant acted in (an object's); by default the request's current tenant.
+    """
+    if tenant_id is None:
+        tenant_id = getattr(getattr(request, "tenant", None), "pk", None)
+    if not principal.needs_otp(tenant_id):
         return True
     user = principal.user
     return bool(getattr(user, "is_verified", lambda: False)())

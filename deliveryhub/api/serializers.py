@@ -37,7 +37,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         return services.add_member_by_email(
             validated_data["tenant"],
             validated_data["email"],
-            validated_data["role"],
+            validated_data.get("role", Role.VIEWER),  # the model's default when the request names none
             password=validated_data.get("password"),
             acting_user=self.context["request"].user,
         )

@@ -1,0 +1,113 @@
+"""API views of the queues app: messages (intake, list, detail, cancel), routes, suppressions."""
+
+import json
+
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from deliveryhub.api.viewsets import BaseViewSetMixin, TenantModelViewSet
+
+from .. import services
+from ..filtersets import MessageFilterSet, RouteFilterSet, SuppressionFilterSet
+from ..models import DeliveryAttempt, Message, MessageEvent, Route, Suppression
+from .serializers import (
+    MessageBatchSerializer,
+    MessageDetailSerializer,
+    MessageSerializer,
+    MessageSubmitSerializer,
+    RouteSerializer,
+    SuppressionSerializer,
+)
+
+
+class MessageViewSet(BaseViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Messages: `POST` accepts mail (202 after commit, one id per recipient); list and detail show what happened.
+
+    An `Idempotency-Key` header makes a retried POST return the first answer instead of sending twice.
+    """
+
+    queryset = Message.objects.select_related("sending_domain", "ip_pool", "content").defer("content__raw")
+    serializer_class = MessageSerializer
+    filterset_class = MessageFilterSet
+    lookup_field = "uuid"
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related(
+                Prefetch("delivery_attempts", queryset=DeliveryAttempt.objects.order_by("time", "id")),
+                Prefetch("events", queryset=MessageEvent.objects.order_by("time", "id")),
+            )
+        return queryset
+
+    def get_serializer_class(self):
+        return {
+            "retrieve": MessageDetailSerializer,
+            "create": MessageSubmitSerializer,
+            "batch": MessageBatchSerializer,
+        }.get(self.action, MessageSerializer)
+
+    def _accept(self, request, submissions):
+        key = request.headers.get("Idempotency-Key")
+        digest = services.request_digest(json.dumps(request.data, sort_keys=True, default=str).encode())
+        try:
+            accepted = services.accept_messages(
+                self.request_tenant(), submissions, acting_user=request.user, idempotency_key=key, digest=digest
+            )
+        except ValidationError as exc:
+            if "Idempotency-Key" in getattr(exc, "message_dict", {}):
+                from deliveryhub.api.exceptions import Conflict
+
+                raise Conflict(exc.message_dict["Idempotency-Key"][0]) from None
+            raise
+        headers = {"Idempotent-Replayed": "true"} if accepted.replayed else {}
+        return Response(accepted.response, status=accepted.status_code, headers=headers)
+
+    def create(self, request, *args, **kwargs):
+        serializer = MessageSubmitSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        return self._accept(request, serializer.to_submission())
+
+    @action(detail=False, methods=["post"], permission_action="add")
+    def batch(self, request):
+        """Accept several messages in one request: `{"messages": [...]}`, all or none."""
+        serializer = MessageBatchSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        submissions = []
+        for item in serializer.validated_data["messages"]:
+            one = MessageSubmitSerializer()
+            one._validated_data = item
+            submissions.append(one.to_submission())
+        return self._accept(request, submissions)
+
+    @action(detail=True, methods=["post"], permission_action="change")
+    def cancel(self, request, uuid=None):
+        message = services.cancel_message(self.get_object(), acting_user=request.user)
+        return Response(MessageSerializer(message).data, status=status.HTTP_200_OK)
+
+
+class RouteViewSet(TenantModelViewSet):
+    """Smarthost routes: recipient domains that go to a fixed relay instead of their MX hosts."""
+
+    queryset = Route.objects.all()
+    serializer_class = RouteSerializer
+    filterset_class = RouteFilterSet
+
+
+class SuppressionViewSet(TenantModelViewSet):
+    """The tenant's never-send list."""
+
+    queryset = Suppression.objects.all()
+    serializer_class = SuppressionSerializer
+    filterset_class = SuppressionFilterSet
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.add_suppression(
+            self.request_tenant(), data["address"], reason=data.get("reason") or "manual",
+            source=data.get("source", ""), acting_user=self.request.user,
+        )  # fmt: skip

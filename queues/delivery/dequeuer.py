@@ -1,0 +1,240 @@
+"""
+The dequeuer: turn ready messages into batch jobs, and claim a batch's rows inside a worker.
+
+`schedule()` runs every few seconds (a `@system_job`, see queues/jobs.py). It
+
+1. puts rows back whose worker lease ran out (`sending` past `lease_expires`: the worker died),
+2. expires rows that waited past the retry horizon without a successful try,
+3. reads ready rows (queued or deferred, due, no live lease), highest priority first, groups them by
+   (tenant, IP pool, recipient domain), asks ippools for a source IP per group (that IP's node decides
+   the queue), marks each chunk of up to DELIVERY_BATCH_SIZE rows as scheduled (`lease_owner = "q:<batch>"`,
+   a short lease) and enqueues ONE RQ job per chunk on `delivery-<node>` after commit. Payload: ids only.
+
+The database is the truth: if Redis loses the jobs, the scheduled leases run out and the next run enqueues
+the rows again. A row enqueued twice is still sent once: the worker's claim is a conditional UPDATE.
+
+`claim(batch, ids)` (in the worker) takes the rows with a lease: `SELECT … FOR UPDATE SKIP LOCKED` on
+PostgreSQL, a conditional `UPDATE … WHERE` (checked by reading back the lease owner) elsewhere — SQLite
+serialises writers with IMMEDIATE transactions, so the condition is evaluated under the write lock.
+"""
+
+import logging
+import os
+import uuid
+from collections import OrderedDict
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ..choices import READY_STATUSES, EventKind, MessagePriority, MessageStatus
+from ..constants import CLAIMED_LEASE_PREFIX, DELIVERY_QUEUE_PREFIX, SCHEDULED_LEASE_PREFIX
+from ..models import Message, MessageEvent
+
+logger = logging.getLogger(__name__)
+
+NO_CAPACITY_RETRY_SECONDS = 60  # when ippools says "no capacity" without saying until when
+
+
+def queue_name(node_name):
+    return f"{DELIVERY_QUEUE_PREFIX}{node_name}"
+
+
+def get_delivery_queue(node_name):
+    """The RQ queue of a node (any node, not only this process's: the scheduler feeds them all)."""
+    import django_rq
+    from rq import Queue
+
+    conn = django_rq.get_connection("delivery")
+    return Queue(queue_name(node_name), connection=conn, default_timeout=settings.DELIVERY_JOB_TIMEOUT)
+
+
+def enqueue_batch(node_name, batch, ids):
+    from .worker import deliver_batch
+
+    get_delivery_queue(node_name).enqueue(
+        deliver_batch, batch, ids, job_id=batch.replace(":", "-"), job_timeout=settings.DELIVERY_JOB_TIMEOUT,
+        result_ttl=0, failure_ttl=3600, description=f"deliver {len(ids)} message(s)",
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Scheduler side
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def reclaim_stale_leases(now=None):
+    """Rows a dead worker was sending go back to `queued` (the lease ran out). Returns how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(Message.objects.stale_leases(now).values_list("id", flat=True)[: settings.DELIVERY_SCAN_LIMIT])
+        if not ids:
+            return 0
+        count = Message.objects.filter(id__in=ids, status=MessageStatus.SENDING, lease_expires__lt=now).update(
+            status=MessageStatus.QUEUED, lease_owner=None, lease_expires=None, next_attempt_at=now, updated=now,
+            status_detail="The worker's lease ran out: queued again.",
+        )  # fmt: skip
+        MessageEvent.objects.bulk_create(
+            [MessageEvent(message_id=i, time=now, kind=EventKind.REQUEUED, detail="Worker lease expired.") for i in ids]
+        )
+    if count:
+        logger.warning("Requeued %d message(s) whose worker lease expired", count)
+    return count
+
+
+def expire_overdue(now=None):
+    """Ready rows older than the retry horizon that never got through become `expired`."""
+    now = now or timezone.now()
+    horizon = now - timedelta(seconds=settings.DELIVERY_RETRY_HORIZON_SECONDS)
+    with transaction.atomic():
+        overdue = Message.objects.ready(now).filter(
+            Q(first_attempt_at__lt=horizon) | Q(first_attempt_at__isnull=True, created__lt=horizon)
+        )
+        ids = list(overdue.values_list("id", flat=True)[: settings.DELIVERY_SCAN_LIMIT])
+        if not ids:
+            return 0
+        count = Message.objects.filter(id__in=ids, status__in=READY_STATUSES).update(
+            status=MessageStatus.EXPIRED, status_detail="Not delivered within the retry horizon.", updated=now,
+            lease_owner=None, lease_expires=None,
+        )  # fmt: skip
+        MessageEvent.objects.bulk_create(
+            [MessageEvent(message_id=i, time=now, kind=EventKind.EXPIRED, detail="Retry horizon reached.") for i in ids]
+        )
+    return count
+
+
+def _select_ip(tenant_id, pool_id, priority, domain, count):
+    """(ip, how many rows it may take) from ippools, or (None, (reason, until)) when nothing can send now."""
+    from deliveryhub.models import Tenant
+    from ippools import services as ip_services
+    from ippools.models import IPPool
+    from ippools.providers import provider_for
+
+    tenant = Tenant.objects.get(pk=tenant_id)
+    pool = pool_id or default_pool(tenant, priority)
+    if pool is None:
+        return None, ("No IP pool is available to this tenant: ask an operator to grant one.", None)
+    try:
+        selection = ip_services.select_source_ip(tenant=tenant, pool=pool, provider=provider_for(domain), count=count)
+    except ip_services.NoCapacity as exc:
+        return None, (exc.reason, exc.until)
+    except IPPool.DoesNotExist:
+        return None, ("The message's IP pool is no longer available to this tenant.", None)
+    return selection.ip, int(selection.reserved)
+
+
+def default_pool(tenant, priority):
+    """The tenant's default pool for this kind of mail (transactional or marketing)."""
+    from ippools.choices import PoolPurpose
+    from ippools.services import default_pool_for
+
+    purpose = PoolPurpose.MARKETING if priority == MessagePriority.MARKETING else PoolPurpose.TRANSACTIONAL
+    return default_pool_for(tenant, purpose) or default_pool_for(tenant)
+
+
+def schedule(now=None):
+    """One scheduler run: requeue stale leases, expire overdue rows, enqueue ready rows as batches.
+
+    Returns the number of batches enqueued.
+    """
+    now = now or timezone.now()
+    reclaim_stale_leases(now)
+    expire_overdue(now)
+    rows = (
+        Message.objects.ready(now)
+        .order_by("priority", "next_attempt_at", "id")
+        .values_list("id", "tenant_id", "ip_pool_id", "priority", "rcpt_domain")[: settings.DELIVERY_SCAN_LIMIT]
+    )
+    groups = OrderedDict()
+    for pk, tenant_id, pool_id, priority, domain in rows:
+        groups.setdefault((tenant_id, pool_id, priority, domain), []).append(pk)
+    batches = 0
+    for (tenant_id, pool_id, priority, domain), ids in groups.items():
+        for start in range(0, len(ids), settings.DELIVERY_BATCH_SIZE):
+            chunk = ids[start : start + settings.DELIVERY_BATCH_SIZE]
+            try:
+                batches += _schedule_chunk(tenant_id, pool_id, priority, domain, chunk, now)
+            except Exception:  # one bad group never stops the others
+                logger.exception("Scheduling %d message(s) to %s failed", len(chunk), domain)
+    return batches
+
+
+def _schedule_chunk(tenant_id, pool_id, priority, domain, chunk, now):
+    ip, reserved = _select_ip(tenant_id, pool_id, priority, domain, len(chunk))
+    if ip is None:
+        reason, until = reserved
+        until = until or now + timedelta(seconds=NO_CAPACITY_RETRY_SECONDS)
+        Message.objects.filter(id__in=chunk, status__in=READY_STATUSES).update(
+            next_attempt_at=until, status_detail=f"Waiting for sending capacity: {reason}"[:500], updated=now
+        )
+        return 0
+    chunk = chunk[: max(0, reserved)]
+    if not chunk:
+        return 0
+    batch = f"{SCHEDULED_LEASE_PREFIX}{uuid.uuid4().hex}"
+    node_name = ip.node.name
+    with transaction.atomic():
+        Message.objects.filter(id__in=chunk).filter(
+            Q(lease_expires__isnull=True) | Q(lease_expires__lt=now), status__in=READY_STATUSES
+        ).update(
+            lease_owner=batch,
+            lease_expires=now + timedelta(seconds=settings.DELIVERY_SCHEDULE_LEASE_SECONDS),
+            source_ip=ip,
+        )
+        ids = list(Message.objects.filter(id__in=chunk, lease_owner=batch).values_list("id", flat=True))
+        if ids:
+            transaction.on_commit(lambda: enqueue_batch(node_name, batch, ids))
+    return 1 if ids else 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Worker side
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def worker_token(batch):
+    """A lease owner unique to this claim: w:<node>:<pid>:<batch>:<random> (node and pid for the humans)."""
+    batch = batch.removeprefix(SCHEDULED_LEASE_PREFIX)[:32]
+    return f"{CLAIMED_LEASE_PREFIX}{settings.NODE_NAME[:30]}:{os.getpid()}:{batch}:{uuid.uuid4().hex[:8]}"
+
+
+def _claimable(ids, batch, now):
+    """Rows of this batch still waiting: ours (scheduled for this batch), or free because every lease ran out."""
+    return Message.objects.filter(id__in=ids, status__in=READY_STATUSES, next_attempt_at__lte=now).filter(
+        Q(lease_owner=batch) | Q(lease_expires__isnull=True) | Q(lease_expires__lt=now)
+    )
+
+
+def claim(batch, ids, now=None):
+    """Take the rows of a batch with a lease for this worker; return (token, ids actually claimed)."""
+    now = now or timezone.now()
+    token = worker_token(batch)
+    lease = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    ids = list(ids)[: settings.DELIVERY_BATCH_SIZE]
+    with transaction.atomic():
+        candidates = _claimable(ids, batch, now)
+        if connection.features.has_select_for_update_skip_locked:
+            locked = list(candidates.select_for_update(skip_locked=True).values_list("id", flat=True))
+            candidates = Message.objects.filter(id__in=locked)
+        candidates.update(status=MessageStatus.SENDING, lease_owner=token, lease_expires=lease, updated=now)
+        claimed = list(Message.objects.filter(id__in=ids, lease_owner=token).values_list("id", flat=True))
+    return token, claimed
+
+
+def still_mine(token, ids):
+    """The ids whose lease this worker still holds (call inside the transaction that writes outcomes)."""
+    queryset = Message.objects.filter(id__in=ids, lease_owner=token)
+    if connection.features.has_select_for_update:
+        queryset = queryset.select_for_update()
+    return set(queryset.values_list("id", flat=True))
+
+
+def release(token, ids, *, next_attempt_at=None, detail=""):
+    """Give rows back unsent (not this node's IP any more, no capacity): queued again, no attempt counted."""
+    now = timezone.now()
+    return Message.objects.filter(id__in=ids, lease_owner=token).update(
+        status=MessageStatus.QUEUED, lease_owner=None, lease_expires=None, source_ip=None,
+        next_attempt_at=next_attempt_at or now, status_detail=detail[:500], updated=now,
+    )  # fmt: skip

@@ -1,0 +1,469 @@
+"""
+The processor: one batch of claimed messages through an ordered list of verb-named steps.
+
+    check_suppression → check_domain_verified → check_send_limits → sign_dkim → send_via_sender → record → finish
+
+Every step works on the whole batch (a `Batch` of `Item`s) and settles the items it decides (an `Outcome`);
+later steps see only the items still open. A failure that belongs to one message (a broken key, a content
+that cannot be read) settles that message as deferred with the error recorded — one poison message never
+stops its batch, and the worker never crash-loops. `finish()` writes every outcome in bulk, in one
+transaction, and only for rows whose lease this worker still holds.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ..choices import AttemptStatus, EventKind, MessageStatus, SuppressionReason
+from ..constants import ATTEMPT_TEXT_MAX, STATUS_DETAIL_MAX
+from ..models import BounceRule, DeliveryAttempt, Message, MessageEvent, Route, Suppression
+from . import dequeuer
+
+logger = logging.getLogger(__name__)
+
+# Classifier actions, in both spellings (shared/data/smtp-replies.tsv and the engine contract).
+DELIVER = "deliver"
+BOUNCE = "bounce"
+BOUNCE_SUPPRESS = "bounce+suppress"
+DEFER = "defer"
+DEFER_SLOW = "defer+slow"
+ACTION_ALIASES = {"bounce_suppress": BOUNCE_SUPPRESS, "defer_throttle": DEFER_SLOW, "defer_slow": DEFER_SLOW}
+POISON_RETRY_SECONDS = 900  # a message that broke processing is retried after this long
+DOMAIN_BLOCKED_RETRY_SECONDS = 600  # the sending domain may not send: look again after this long
+UPDATE_CHUNK = 500  # ids per UPDATE … WHERE id IN (…)
+SIGNER_CACHE_SIZE = 1000  # loaded DKIM keys kept per worker process
+
+
+class StopProcessing(Exception):
+    """Raised by a step to end the batch early (everything still open is released unsent)."""
+
+
+@dataclass
+class Outcome:
+    """How one message's processing ended in this batch."""
+
+    status: str  # a MessageStatus, or "release" (give back unsent)
+    detail: str = ""
+    result: object = None  # the SendResult when an SMTP try happened
+    category: str = ""
+    action: str = ""
+    suppress: str = ""  # a SuppressionReason when the recipient must be suppressed
+    retry_at: object = None
+    event: str = ""  # an EventKind to record
+
+
+@dataclass
+class Item:
+    message: Message
+    data: bytes = b""
+    outcome: Outcome | None = None
+
+
+@dataclass
+class Batch:
+    token: str
+    items: list
+    now: object = field(default_factory=timezone.now)
+    route: object = None
+    destination: object = None
+    rules: list = field(default_factory=list)
+
+    def open(self):
+        return [item for item in self.items if item.outcome is None]
+
+
+def normalise_action(action):
+    action = (action or "").strip().lower()
+    return ACTION_ALIASES.get(action, action)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def check_suppression(batch):
+    """Recipients suppressed since intake are never sent to."""
+    items = batch.open()
+    if not items:
+        return
+    tenant_id = items[0].message.tenant_id
+    suppressed = set(
+        Suppression.objects.filter(
+            tenant_id=tenant_id, address__in=[i.message.rcpt_to.lower() for i in items]
+        ).values_list("address", flat=True)
+    )
+    for item in items:
+        if item.message.rcpt_to.lower() in suppressed:
+            item.outcome = Outcome(
+                MessageStatus.SUPPRESSED, "The recipient is on the suppression list.", event=EventKind.SUPPRESSED
+            )
+
+
+def check_domain_verified(batch):
+    """A sending domain that may no longer send (DNS broken, disabled) defers its messages."""
+    from ..services import _domain_may_send
+
+    verdicts = {}
+    for item in batch.open():
+        domain = item.message.sending_domain
+        if domain.pk not in verdicts:
+            verdicts[domain.pk] = _domain_may_send(domain)
+        allowed, reason = verdicts[domain.pk]
+        if not allowed:
+            item.outcome = Outcome(
+                "release", f"Sending domain blocked: {reason}",
+                retry_at=batch.now + timezone.timedelta(seconds=DOMAIN_BLOCKED_RETRY_SECONDS),
+            )  # fmt: skip
+
+
+def check_send_limits(batch):
+    """The source IP chosen by the scheduler must still be usable and owned by this node; else give rows back."""
+    for item in batch.open():
+        ip = item.message.source_ip
+        if ip is None or ip.node.name != settings.NODE_NAME:
+            item.outcome = Outcome("release", "Source IP not owned by this node: rescheduled.")
+
+
+def signing_keys(domain):
+    """The domain's keys that sign now (the domains app decides; active keys when it has no opinion yet)."""
+    try:
+        from domains.services import signing_keys as domain_signing_keys
+    except ImportError:
+        return list(domain.dkim_keys.filter(state="active"))
+    return list(domain_signing_keys(domain))
+
+
+_signer_cache = {}  # (key pk, last change) -> DkimSigner: loading a private key costs more than signing with it
+
+
+def _signers_for(domain):
+    """The domain's signers: keys looked up every batch (rotations apply at once), each key loaded once."""
+    from .dkim import DkimSigner
+
+    signers = []
+    for key in signing_keys(domain):
+        cache_key = (key.pk, getattr(key, "last_updated", None))
+        signer = _signer_cache.get(cache_key)
+        if signer is None:
+            if len(_signer_cache) >= SIGNER_CACHE_SIZE:
+                _signer_cache.clear()
+            signer = DkimSigner(
+                domain.name, key.selector, key.private_key_pem(), getattr(key, "algorithm", "rsa-sha256")
+            )
+            _signer_cache[cache_key] = signer
+        signers.append(signer)
+    return signers
+
+
+def sign_dkim(batch):
+    """Sign each content once per batch (recipients of one content share its signature)."""
+    from .dkim import sign_message
+
+    signed, signers_by_domain = {}, {}
+    for item in batch.open():
+        message = item.message
+        key = (message.content_id, message.sending_domain_id)
+        try:
+            if key not in signed:
+                raw = bytes(message.content.raw)
+                if message.sending_domain_id not in signers_by_domain:
+                    signers_by_domain[message.sending_domain_id] = _signers_for(message.sending_domain)
+                signers = signers_by_domain[message.sending_domain_id]
+                signed[key] = sign_message(raw, signers) if signers else raw
+            item.data = signed[key]
+        except Exception as exc:  # a poison message: record, retry much later, keep going
+            logger.exception("Message %s: signing failed", message.uuid)
+            item.outcome = Outcome(
+                MessageStatus.DEFERRED, f"Processing error while signing: {type(exc).__name__}: {exc}",
+                retry_at=batch.now + timezone.timedelta(seconds=POISON_RETRY_SECONDS), event=EventKind.ERROR,
+            )  # fmt: skip
+
+
+def resolve(batch):
+    """Where this batch goes: the tenant's route, the demo capture server, or the domain's MX hosts."""
+    from .mx import Destination, resolve_destination
+
+    items = batch.open()
+    if not items:
+        return
+    first = items[0].message
+    routes = list(Route.objects.filter(tenant_id=first.tenant_id, enabled=True))
+    from ..services import route_for
+
+    batch.route = route_for(first.tenant_id, first.rcpt_domain, routes)
+    if batch.route is not None:
+        r = batch.route
+        batch.destination = Destination.for_relay(
+            r.host, r.port, username=r.username or None, password=r.password or None, tls_required=r.tls_required
+        )
+    elif settings.DEMO_MODE and not Route.objects.filter(enabled=True).exists():
+        batch.destination = Destination.for_relay(settings.CAPTURE_SMTP_HOST, settings.CAPTURE_SMTP_PORT)
+    else:
+        batch.destination = resolve_destination(first.rcpt_domain)
+
+
+def send_via_sender(batch):
+    """Hand the open messages to the connection pool (many connections at once) and classify the replies."""
+    from . import state
+    from .senders.smtp import OutboundMessage
+
+    resolve(batch)
+    items = batch.open()
+    if not items:
+        return
+    destination = batch.destination
+    error = getattr(destination, "error", None)
+    if error is not None:  # null MX, NXDOMAIN, SERVFAIL: decided without connecting
+        for item in items:
+            _settle(batch, item, error)
+        return
+    by_ip = {}
+    for item in items:
+        by_ip.setdefault(item.message.source_ip_id, []).append(item)
+    for group in by_ip.values():
+        ip = group[0].message.source_ip
+        tls_policy = "required" if (batch.route and batch.route.tls_required) else _tls_policy(group[0].message)
+        outbound = [
+            OutboundMessage(id=item.message.pk, mail_from=item.message.mail_from, rcpt_to=item.message.rcpt_to,
+                            data=item.data)
+            for item in group
+        ]  # fmt: skip
+        started = time.monotonic()
+        results = state.deliver(
+            outbound, destination=destination, source_ip=ip.address,
+            ehlo_hostname=ip.ehlo_hostname or settings.SMTPD_HOSTNAME, tls_policy=tls_policy,
+            concurrency=settings.DELIVERY_BATCH_CONCURRENCY, rules=batch.rules or None,
+        )  # fmt: skip
+        logger.info("Sent %d message(s) to %s from %s in %.2fs", len(group), group[0].message.rcpt_domain,
+                    ip.address, time.monotonic() - started)  # fmt: skip
+        for item in group:
+            _settle(batch, item, results.get(item.message.pk))
+
+
+def _tls_policy(message):
+    policy = getattr(message.sending_domain, "tls_policy", "") or "opportunistic"
+    return "required" if str(policy).lower() in ("required", "enforce", "verify") else "opportunistic"
+
+
+def _settle(batch, item, result):
+    """Turn one SendResult into the message's outcome."""
+    from .backoff import is_expired, next_attempt_delay
+    from .result import SendResult
+
+    if result is None:
+        result = SendResult(
+            status="deferred", code=None, enhanced=None, text="No result from the sender.", category="transient",
+            action=DEFER, connect_error=True,
+        )  # fmt: skip
+    # The sender classified the reply already (with the admins' rules first: batch.rules).
+    category, action, retry_after = result.category, normalise_action(result.action), result.retry_after
+    message = item.message
+    reply = " ".join(str(p) for p in (result.code, result.enhanced, result.text) if p).strip()
+    if result.status == "delivered" or action == DELIVER:
+        # The same words for every delivered row (the reply itself is on the attempt): rows update in one statement.
+        detail = f"Delivered to {result.mx_host or 'the receiving server'}."
+        item.outcome = Outcome(MessageStatus.DELIVERED, detail, result, category, DELIVER, event=EventKind.DELIVERED)
+    elif action in (BOUNCE, BOUNCE_SUPPRESS) or result.status == "bounced" and action not in (DEFER, DEFER_SLOW):
+        suppress = SuppressionReason.HARD_BOUNCE if action == BOUNCE_SUPPRESS else ""
+        item.outcome = Outcome(MessageStatus.BOUNCED, reply, result, category, action or BOUNCE, suppress,
+                               event=EventKind.BOUNCED)  # fmt: skip
+    else:
+        attempts = message.attempts + 1
+        first = message.first_attempt_at or batch.now
+        if is_expired(first, batch.now):
+            item.outcome = Outcome(MessageStatus.EXPIRED, f"Retry horizon reached. Last reply: {reply}", result,
+                                   category, action, event=EventKind.EXPIRED)  # fmt: skip
+        else:
+            delay = next_attempt_delay(attempts, hint=retry_after)
+            item.outcome = Outcome(MessageStatus.DEFERRED, reply, result, category, action or DEFER,
+                                   retry_at=batch.now + timezone.timedelta(seconds=delay),
+                                   event=EventKind.DEFERRED)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writing outcomes
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def finish(batch):
+    """Write every outcome in bulk: rows, attempts, events, suppressions; then tell ippools how the IPs did."""
+    now = timezone.now()
+    settled = [item for item in batch.items if item.outcome is not None]
+    open_items = batch.open()
+    for item in open_items:  # a step stopped early: give back unsent
+        item.outcome = Outcome("release", "Processing stopped early: rescheduled.")
+        settled.append(item)
+    rows, attempts, events, suppressions, released = [], [], [], [], {}
+    for item in settled:
+        message, outcome = item.message, item.outcome
+        if outcome.status == "release":
+            released.setdefault((outcome.retry_at, outcome.detail), []).append(message.pk)
+            continue
+        message.status = outcome.status
+        message.status_detail = (outcome.detail or "")[:STATUS_DETAIL_MAX]
+        message.lease_owner = None
+        message.lease_expires = None
+        message.updated = now
+        result = outcome.result
+        if result is not None:
+            message.attempts += 1
+            message.first_attempt_at = message.first_attempt_at or now
+            message.last_attempt_at = now
+            attempts.append(_attempt_row(message, result, outcome, now))
+        if outcome.status == MessageStatus.DELIVERED:
+            message.delivered_at = now
+        if outcome.status == MessageStatus.DEFERRED:
+            message.next_attempt_at = outcome.retry_at or now
+        if outcome.event:
+            detail = result.smtp_output if result is not None else message.status_detail
+            events.append(MessageEvent(message=message, time=now, kind=outcome.event, detail=detail,
+                                       data=_event_data(result)))  # fmt: skip
+        if outcome.suppress:
+            suppressions.append((message.rcpt_to, outcome.suppress, f"{message.uuid}: {message.status_detail}"))
+        rows.append(message)
+    fields = ["status", "status_detail", "lease_owner", "lease_expires", "updated", "attempts", "first_attempt_at",
+              "last_attempt_at", "delivered_at", "next_attempt_at"]  # fmt: skip
+    with transaction.atomic():
+        mine = dequeuer.still_mine(batch.token, [m.pk for m in rows])
+        lost = [m for m in rows if m.pk not in mine]
+        if lost:
+            logger.warning("Lease lost on %d message(s) of batch %s: their outcome is not written", len(lost),
+                           batch.token)  # fmt: skip
+        rows = [m for m in rows if m.pk in mine]
+        _write_rows(rows, fields)
+        DeliveryAttempt.objects.bulk_create([a for a in attempts if a.message_id in mine], batch_size=500)
+        MessageEvent.objects.bulk_create([e for e in events if e.message_id in mine], batch_size=500)
+        if suppressions:
+            from ..services import suppress_addresses
+
+            suppress_addresses(rows[0].tenant_id if rows else batch.items[0].message.tenant_id, suppressions)
+        for (retry_at, detail), ids in released.items():
+            dequeuer.release(batch.token, ids, next_attempt_at=retry_at, detail=detail)
+    _record_ip_outcomes(batch, rows)
+    return rows
+
+
+def _write_rows(rows, fields):
+    """Write the rows' outcome fields: one UPDATE per distinct set of values (a batch has few), not a CASE per row."""
+    groups = {}
+    for message in rows:
+        values = tuple(getattr(message, name) for name in fields)
+        groups.setdefault(values, []).append(message.pk)
+    for values, ids in groups.items():
+        for start in range(0, len(ids), UPDATE_CHUNK):
+            Message.objects.filter(pk__in=ids[start : start + UPDATE_CHUNK]).update(**dict(zip(fields, values)))
+
+
+def _attempt_row(message, result, outcome, now):
+    status = {MessageStatus.DELIVERED: AttemptStatus.DELIVERED, MessageStatus.BOUNCED: AttemptStatus.BOUNCED}.get(
+        outcome.status, AttemptStatus.DEFERRED
+    )
+    return DeliveryAttempt(
+        message=message,
+        time=now,
+        status=status,
+        node=settings.NODE_NAME,
+        source_ip=result.source_ip or (message.source_ip.address if message.source_ip else ""),
+        mx_host=result.mx_host or "",
+        tls_version=result.tls_version or "",
+        tls_verified=bool(result.tls_verified),
+        code=result.code,
+        enhanced_code=result.enhanced or "",
+        text=(result.text or "")[:ATTEMPT_TEXT_MAX],
+        duration=result.duration or 0.0,
+        category=outcome.category or "",
+        action=outcome.action or "",
+    )
+
+
+def _event_data(result):
+    if result is None:
+        return {}
+    return {"code": result.code, "enhanced": result.enhanced, "mx_host": result.mx_host, "source_ip": result.source_ip}
+
+
+def _record_ip_outcomes(batch, rows):
+    """Tell ippools per (source IP, provider) how it went; rate-limit replies slow the pair."""
+    try:
+        from ippools import services as ip_services
+        from ippools.providers import provider_for
+    except ImportError:
+        return
+    mx_hosts = [h for h, _ in getattr(batch.destination, "hosts", []) or []]
+    counts = {}
+    for message in rows:
+        if message.source_ip is None or message.status == MessageStatus.SUPPRESSED:
+            continue
+        provider = provider_for(message.rcpt_domain, mx_hosts)
+        bucket = counts.setdefault((message.source_ip, provider), {"delivered": 0, "bounced": 0, "deferred": 0})
+        if message.status == MessageStatus.DELIVERED:
+            bucket["delivered"] += 1
+        elif message.status == MessageStatus.BOUNCED:
+            bucket["bounced"] += 1
+        elif message.status in (MessageStatus.DEFERRED, MessageStatus.EXPIRED):
+            bucket["deferred"] += 1
+    slowed = {(i.message.source_ip_id) for i in batch.items if i.outcome and i.outcome.action == DEFER_SLOW}
+    for (ip, provider), bucket in counts.items():
+        try:
+            ip_services.record_outcomes(ip, provider, **bucket)
+            if ip.pk in slowed and hasattr(ip_services, "rate_limited"):
+                ip_services.rate_limited(ip, provider)
+        except Exception:  # statistics must never fail a delivered batch
+            logger.exception("Recording outcomes for %s/%s failed", ip, provider)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------------------------------
+
+STEPS = [check_suppression, check_domain_verified, check_send_limits, sign_dkim, send_via_sender]
+
+
+def load(ids):
+    """The claimed messages with their content, domain and source IP (each domain and IP loaded once, not per row)."""
+    from domains.models import SendingDomain
+    from ippools.models import IPAddress
+
+    messages = list(Message.objects.filter(id__in=ids).select_related("content").order_by("priority", "id"))
+    domains = SendingDomain.objects.in_bulk({m.sending_domain_id for m in messages})
+    ips = IPAddress.objects.select_related("node").in_bulk({m.source_ip_id for m in messages if m.source_ip_id})
+    for message in messages:
+        message.sending_domain = domains[message.sending_domain_id]
+        if message.source_ip_id:
+            message.source_ip = ips[message.source_ip_id]
+    return messages
+
+
+def process(token, ids):
+    """Run the claimed messages `ids` (leased by `token`) through the steps and write the outcomes."""
+    batch = Batch(token=token, items=[Item(m) for m in load(ids)])
+    if not batch.items:
+        return []
+    batch.rules = _admin_rules(batch.items[0].message.tenant_id)
+    try:
+        for step in STEPS:
+            if not batch.open():
+                break
+            step(batch)
+    except StopProcessing as exc:
+        logger.info("Batch %s stopped: %s", token, exc)
+    except Exception as exc:  # an error of the whole batch (DNS library, pool): defer what is still open
+        logger.exception("Batch %s failed", token)
+        for item in batch.open():
+            item.outcome = Outcome(
+                MessageStatus.DEFERRED, f"Processing error: {type(exc).__name__}: {exc}",
+                retry_at=batch.now + timezone.timedelta(seconds=POISON_RETRY_SECONDS), event=EventKind.ERROR,
+            )  # fmt: skip
+    return finish(batch)
+
+
+def _admin_rules(tenant_id):
+    """The tenant's and the global enabled bounce rules, tenant rules first, as the classifier's extra rules."""
+    rules = list(BounceRule.objects.filter(enabled=True, tenant_id__in=[tenant_id]).order_by("priority", "pk"))
+    rules += list(BounceRule.objects.filter(enabled=True, tenant__isnull=True).order_by("priority", "pk"))
+    return rules

@@ -1,0 +1,26 @@
+"""Periodic work of the queues app: the delivery scheduler (ready messages → batch jobs) and housekeeping."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from deliveryhub.jobs import system_job
+
+from .delivery import dequeuer
+from .models import IdempotencyKey
+
+IDEMPOTENCY_KEY_TTL_HOURS = 24  # how long an Idempotency-Key's first answer is kept
+IDEMPOTENCY_PRUNE_SECONDS = 3600  # how often old Idempotency-Key answers are deleted
+
+
+@system_job(interval=settings.DELIVERY_SCHEDULER_INTERVAL, name="queues.schedule_deliveries")
+def schedule_deliveries():
+    """Turn ready messages into batch jobs on their nodes' queues; requeue expired leases; expire old mail."""
+    return dequeuer.schedule()
+
+
+@system_job(interval=IDEMPOTENCY_PRUNE_SECONDS, name="queues.prune_idempotency_keys")
+def prune_idempotency_keys():
+    """Forget Idempotency-Key answers older than a day."""
+    IdempotencyKey.objects.filter(created__lt=timezone.now() - timedelta(hours=IDEMPOTENCY_KEY_TTL_HOURS)).delete()

@@ -1,0 +1,246 @@
+"""
+`manage.py bench` (`make bench`): the delivery pipeline end to end on this machine, and the raw SMTP limit.
+
+Everything runs against a throw-away SQLite database and Redis database under a temporary directory (this
+command re-runs itself with that environment), so the development database is never touched:
+
+1. intake: N single-recipient messages of ~5 KB through the real API (`POST /api/v1/messages/batch/`);
+2. delivery: two worker processes (`rqworker delivery-bench`, DeliveryWorker) and the scheduler, DKIM RSA-2048,
+   two source IPs (127.0.0.2, 127.0.0.3), to Postfix's `smtp-sink` on loopback via a route;
+3. the raw limit: `smtp-source -d` into the same sink with the same message size;
+4. again, against an aiosmtpd sink (own process) that waits 50 ms before its RCPT and end-of-data replies.
+
+Prints intake rate, delivery rate, p50/p99 accept-to-delivered latency and peak worker memory; last line:
+`delivery <X> msg/s = <Y>% of raw SMTP <Z> msg/s`.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+BODY_BYTES = 5 * 1024  # message size
+INTAKE_CHUNK = 500  # messages per API request
+LATENCY_SINK_DELAY = 0.05  # seconds before RCPT and end-of-data replies in the second run
+NODE = "bench"
+SCHEDULE_EVERY = 0.2  # seconds between scheduler runs during the benchmark
+TIMEOUT_SECONDS = 900  # a run that has not finished by then fails
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10):
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise CommandError(f"Nothing listens on 127.0.0.1:{port}")
+
+
+def peak_rss_mb(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class Command(BaseCommand):
+    help = "Benchmark the delivery pipeline end to end (intake, workers, DKIM, SMTP) against the raw SMTP limit."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--messages", type=int, default=20000)
+        parser.add_argument("--latency-messages", type=int, default=5000, help="messages for the 50 ms run (0: skip)")
+        parser.add_argument("--workers", type=int, default=2)
+        parser.add_argument("--run", help=argparse_suppress())  # internal: the inner run's work directory
+
+    def handle(self, *args, messages, latency_messages, workers, run=None, **options):
+        if run:
+            return self.inner(Path(run), messages, latency_messages, workers)
+        for tool in (SMTP_SINK, SMTP_SOURCE):
+            if not Path(tool).exists():
+                raise CommandError(f"{tool} is missing: install Postfix (apt-get install postfix).")
+        workdir = Path(tempfile.mkdtemp(prefix="deliveryhub-bench-"))
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}", "DELIVERYHUB_NODE": NODE,
+               "DELIVERYHUB_VAR_DIR": str(workdir), "DELIVERYHUB_DEMO": "false", "DEBUG": "true",
+               "DELIVERYHUB_LOG_LEVEL": "WARNING"}  # fmt: skip
+        redis_proc = None
+        if not os.environ.get("REDIS_URL"):
+            from deliveryhub import embedded_redis
+
+            socket_path = workdir / "redis.sock"
+            redis_proc = embedded_redis.start(socket_path, workdir, persist=False)
+            env["REDIS_URL"] = f"unix://{socket_path}"
+        try:
+            cmd = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bench", "--run", str(workdir),
+                   "--messages", str(messages), "--latency-messages", str(latency_messages), "--workers", str(workers)]  # fmt: skip
+            done = subprocess.run(cmd, env=env, cwd=settings.BASE_DIR)
+            if done.returncode:
+                raise CommandError(f"The benchmark failed (exit {done.returncode}); files kept in {workdir}")
+        finally:
+            if redis_proc is not None:
+                from deliveryhub import embedded_redis
+
+                embedded_redis.stop(redis_proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    # -- the inner run (own database, own Redis db) ---------------------------------------------------------------
+
+    def inner(self, workdir, count, latency_count, worker_count):
+        import django_rq
+        from django.core.management import call_command
+
+        from deliveryhub import services as core
+        from deliveryhub.choices import Role
+        from queues.models import Route
+        from queues.testing import make_sending_domain, make_sending_ips
+
+        call_command("migrate", verbosity=0)
+        django_rq.get_connection("delivery").flushdb()
+        tenant = core.create_tenant("bench", "Bench")
+        make_sending_domain(tenant, "bench.example")
+        make_sending_ips(("127.0.0.2", "127.0.0.3"), node_name=NODE)
+        _, key = core.create_api_key(tenant=tenant, name="bench", role=Role.ADMIN)
+
+        port = free_port()
+        sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1024"], stderr=subprocess.DEVNULL)
+        try:
+            wait_port(port)
+            raw = self.raw_limit(port, count)
+            route = Route.objects.create(tenant=tenant, pattern="*", host="127.0.0.1", port=port)
+            result = self.run_once(workdir, key, count, worker_count, "smtp-sink")
+        finally:
+            sink.terminate()
+        self.report("smtp-sink (loopback)", result)
+        if latency_count:
+            lat_port = free_port()
+            code = (f"import time; from deliveryhub.testing.smtp import SMTPSink; "
+                    f"s = SMTPSink(port={lat_port}, reply_delay={LATENCY_SINK_DELAY}).start(); "
+                    f"[time.sleep(3600) for _ in iter(int, 1)]")  # fmt: skip
+            lat_sink = subprocess.Popen([sys.executable, "-c", code], cwd=settings.BASE_DIR)
+            try:
+                wait_port(lat_port)
+                route.port = lat_port
+                route.save()
+                lat = self.run_once(workdir, key, latency_count, worker_count, "50ms")
+            finally:
+                lat_sink.terminate()
+            self.report(f"aiosmtpd sink with {int(LATENCY_SINK_DELAY * 1000)} ms replies", lat)
+        self.stdout.write(f"raw SMTP (smtp-source -d, {BODY_BYTES} bytes): {raw:.0f} msg/s")
+        rate = result["delivery_rate"]
+        self.stdout.write(f"delivery {rate:.0f} msg/s = {100 * rate / raw:.1f}% of raw SMTP {raw:.0f} msg/s")
+
+    def raw_limit(self, port, count):
+        started = time.monotonic()
+        subprocess.run([SMTP_SOURCE, "-d", "-s", "20", "-l", str(BODY_BYTES), "-m", str(count), f"127.0.0.1:{port}"],
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        return count / (time.monotonic() - started)
+
+    def intake(self, key, count, tag):
+        from rest_framework.test import APIClient
+
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        body = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 100)[: BODY_BYTES - 600]
+        started = time.monotonic()
+        for start in range(0, count, INTAKE_CHUNK):
+            batch = [
+                {"from": "Bench <bench@bench.example>", "to": [f"user{i}@dest{i % 4}.example"], "subject": f"Bench {i}",
+                 "text": body, "tag": tag}
+                for i in range(start, min(count, start + INTAKE_CHUNK))
+            ]  # fmt: skip
+            response = client.post("/api/v1/messages/batch/", {"messages": batch}, format="json")
+            if response.status_code != 202:
+                raise CommandError(f"Intake failed: {response.status_code} {response.content[:500]!r}")
+        return count / (time.monotonic() - started)
+
+    def run_once(self, workdir, key, count, worker_count, tag):
+        from django.db import connection
+
+        from queues.choices import MessageStatus
+        from queues.delivery import dequeuer
+        from queues.models import Message
+
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        workers = [
+            subprocess.Popen([*manage, "rqworker", dequeuer.queue_name(NODE), "--worker-class",
+                              "queues.delivery.worker.DeliveryWorker", "--name", f"bench-{tag}-{n}-{os.getpid()}"],
+                             stdout=open(workdir / f"worker-{tag}-{n}.log", "w"), stderr=subprocess.STDOUT)
+            for n in range(worker_count)
+        ]  # fmt: skip
+        intake_rate = self.intake(key, count, tag)  # meanwhile the workers start and wait
+        messages = Message.objects.filter(tag=tag)
+        started = time.monotonic()
+        deadline = started + TIMEOUT_SECONDS
+        peaks = {}
+        try:
+            while time.monotonic() < deadline:
+                dequeuer.schedule()
+                for proc in workers:
+                    peaks[proc.pid] = peak_rss_mb(proc.pid) or peaks.get(proc.pid)
+                if not messages.exclude(status=MessageStatus.DELIVERED).exists():
+                    break
+                time.sleep(SCHEDULE_EVERY)
+            else:
+                raise CommandError(f"Not all messages delivered after {TIMEOUT_SECONDS}s: {self.states(messages)}")
+            elapsed = time.monotonic() - started
+        finally:
+            for proc in workers:
+                proc.send_signal(signal.SIGTERM)
+            for proc in workers:
+                proc.wait(30)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT (julianday(delivered_at) - julianday(created)) * 86400.0 FROM queues_message "
+                "WHERE tag = %s ORDER BY 1", [tag],
+            )  # fmt: skip
+            latencies = [row[0] for row in cursor.fetchall()]
+        return {
+            "messages": count,
+            "intake_rate": intake_rate,
+            "delivery_rate": count / elapsed,
+            "p50": latencies[len(latencies) // 2],
+            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "peak_worker_mb": max((p for p in peaks.values() if p), default=0),
+        }
+
+    def states(self, messages):
+        from django.db.models import Count
+
+        return json.dumps(dict(messages.values_list("status").annotate(n=Count("id"))))
+
+    def report(self, label, r):
+        self.stdout.write(
+            f"{label}: {r['messages']} messages · intake {r['intake_rate']:.0f} msg/s · delivery "
+            f"{r['delivery_rate']:.0f} msg/s · accept→delivered p50 {r['p50']:.1f} s, p99 {r['p99']:.1f} s · "
+            f"peak worker memory {r['peak_worker_mb']:.0f} MB"
+        )
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS

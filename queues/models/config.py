@@ -1,0 +1,169 @@
+"""Sending configuration: routes (smarthosts), suppressions, bounce rules, SMTP submission credentials."""
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from deliveryhub.choices import Area
+from deliveryhub.crypto import EncryptedTextField
+from deliveryhub.models import ChangeLoggedModel, TenantModel
+from deliveryhub.querysets import TenantQuerySet
+
+from ..choices import RuleAction, SuppressionReason
+
+_PATTERN = re.compile(r"^(\*|(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*)$")
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$")
+
+
+class Route(ChangeLoggedModel, TenantModel):
+    """A smarthost rule: mail to matching recipient domains goes to a fixed relay instead of the MX hosts.
+
+    `pattern` is an exact domain (`example.com`), a subdomain wildcard (`*.example.com`: any subdomain, not
+    the domain itself) or `*` (everything). The most specific match wins (exact, then the longest wildcard,
+    then `*`); `priority` (lower first) breaks ties.
+    """
+
+    pattern = models.CharField(max_length=255, help_text="example.com, *.example.com or *")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(default=25, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    username = models.CharField(max_length=255, blank=True)
+    password = EncryptedTextField(blank=True)
+    tls_required = models.BooleanField(default=False, help_text="Refuse to send unless STARTTLS succeeds and verifies.")
+    priority = models.PositiveSmallIntegerField(default=100)
+    enabled = models.BooleanField(default=True)
+
+    permission_area = Area.INFRASTRUCTURE
+    audit_redact = frozenset({"password"})
+
+    class Meta:
+        ordering = ["priority", "pattern"]
+
+    def __str__(self):
+        return f"{self.pattern} → {self.host}:{self.port}"
+
+    def clean(self):
+        self.pattern = (self.pattern or "").strip().lower().rstrip(".")
+        if not _PATTERN.match(self.pattern):
+            raise ValidationError({"pattern": "Use a domain (example.com), *.example.com or *."})
+        self.host = (self.host or "").strip()
+        if not _HOST.match(self.host):
+            raise ValidationError({"host": "Enter a host name or an IP address."})
+        if self.password and not self.username:
+            raise ValidationError({"username": "A password needs a user name."})
+
+    def specificity(self):
+        """Sort key: exact domains first, then longer wildcards, `*` last."""
+        if self.pattern == "*":
+            return (2, 0)
+        if self.pattern.startswith("*."):
+            return (1, -len(self.pattern))
+        return (0, 0)
+
+    def matches(self, domain):
+        domain = domain.lower().rstrip(".")
+        if self.pattern == "*":
+            return True
+        if self.pattern.startswith("*."):
+            return domain.endswith(self.pattern[1:])
+        return domain == self.pattern
+
+
+class Suppression(ChangeLoggedModel, TenantModel):
+    """An address the tenant never sends to again (hard bounce, complaint, unsubscribe, by hand)."""
+
+    address = models.CharField(max_length=320)  # lower case
+    reason = models.CharField(max_length=20, choices=SuppressionReason.choices, default=SuppressionReason.MANUAL)
+    source = models.CharField(max_length=500, blank=True)  # the reply or report that caused it, or who added it
+
+    permission_area = Area.SENDING
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "address"], name="suppression_unique_address")]
+
+    def __str__(self):
+        return f"{self.address} ({self.reason})"
+
+    def clean(self):
+        self.address = (self.address or "").strip().lower()
+        if "@" not in self.address:
+            raise ValidationError({"address": "Enter an email address."})
+
+
+class BounceRule(ChangeLoggedModel):
+    """An admin's classification rule, applied before the default rules (tenant rules, then global ones).
+
+    Patterns as in queues/data/bounce_rules.tsv: `code` like `550` or `5xx` (empty: any), `enhanced` like
+    `5.1.1` or `5.7.*` (empty: any), `text` a case-insensitive regular expression (empty: any).
+    """
+
+    tenant = models.ForeignKey(
+        "deliveryhub.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )  # empty: a global rule (platform operators)
+    priority = models.PositiveSmallIntegerField(default=100)
+    code = models.CharField(max_length=3, blank=True)
+    enhanced = models.CharField(max_length=12, blank=True)
+    text = models.CharField(max_length=500, blank=True)
+    category = models.CharField(max_length=40)
+    action = models.CharField(max_length=20, choices=RuleAction.choices)
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+
+    permission_area = Area.INFRASTRUCTURE
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["priority", "pk"]
+
+    def __str__(self):
+        return f"{self.code or '*'} {self.enhanced or '*'} /{self.text}/ → {self.category} ({self.action})"
+
+    def clean(self):
+        if self.code and not re.fullmatch(r"[2-5][0-9x]{2}", self.code):
+            raise ValidationError({"code": "Use a reply code such as 550 or a pattern such as 5xx."})
+        if self.enhanced and not re.fullmatch(r"[245](\.(\d{1,3}|\*)){0,2}(\.\*)?", self.enhanced):
+            raise ValidationError({"enhanced": "Use an enhanced status code such as 5.1.1 or a pattern such as 5.7.*."})
+        if self.text:
+            try:
+                re.compile(self.text)
+            except re.error as exc:
+                raise ValidationError({"text": f"Not a regular expression: {exc}"}) from None
+
+
+class SmtpCredential(ChangeLoggedModel, TenantModel):
+    """A login for SMTP submission: the user name is global, the password stored only as a digest."""
+
+    username = models.CharField(max_length=150, unique=True)
+    password_digest = models.CharField(max_length=64)
+    description = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    permission_area = Area.ACCESS
+    audit_exclude = ChangeLoggedModel.audit_exclude | {"password_digest", "last_used"}
+
+    class Meta:
+        ordering = ["username"]
+        verbose_name = "SMTP credential"
+
+    def __str__(self):
+        return self.username
+
+    def set_password(self, raw):
+        from deliveryhub.crypto import digest
+
+        self.password_digest = digest(raw)
+
+    def check_password(self, raw):
+        import hmac
+
+        from deliveryhub.crypto import digest
+
+        return bool(self.password_digest) and hmac.compare_digest(self.password_digest, digest(raw))
+
+    def touch(self):
+        SmtpCredential.objects.filter(pk=self.pk).update(last_used=timezone.now())

@@ -1,0 +1,216 @@
+"""Messages (one row per envelope recipient), their shared content, their attempts and events."""
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from deliveryhub.choices import Area
+from deliveryhub.models import TenantModel
+from deliveryhub.querysets import RestrictedQuerySet
+
+from ..choices import (
+    ATTEMPT_STATUS_BADGES,
+    EVENT_KIND_BADGES,
+    MESSAGE_STATUS_BADGES,
+    AttemptStatus,
+    EventKind,
+    MessagePriority,
+    MessageStatus,
+)
+from ..constants import VERP_LOCAL_PREFIX, VERP_SEPARATOR
+from ..querysets import MessageChildQuerySet, MessageQuerySet
+
+
+class MessageContent(TenantModel):
+    """One body (the RFC 5322 message without DKIM signature) shared by every recipient it goes to.
+
+    The large text lives here, never in `Message` rows that the scheduler scans.
+    """
+
+    raw = models.BinaryField()  # CRLF line endings, lines ≤ 998 octets, Date and Message-ID present
+    size = models.PositiveIntegerField()
+    subject = models.CharField(max_length=255, blank=True)  # for lists, shortened
+    from_header = models.CharField(max_length=320, blank=True)  # the From address, for lists
+    message_id_header = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    permission_area = Area.SENDING
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return self.subject or f"content #{self.pk}"
+
+
+class Message(TenantModel):
+    """One envelope recipient of one accepted message: its state, retry schedule and lease live on this row."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    content = models.ForeignKey(MessageContent, on_delete=models.PROTECT, related_name="messages")
+    sending_domain = models.ForeignKey("domains.SendingDomain", on_delete=models.PROTECT, related_name="messages")
+    ip_pool = models.ForeignKey(
+        "ippools.IPPool", on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
+    )
+    mail_from = models.CharField(max_length=320)  # VERP envelope sender on the domain's return-path subdomain
+    rcpt_to = models.CharField(max_length=320)
+    rcpt_domain = models.CharField(max_length=255, db_index=True)  # ASCII (IDNA) form, lower case
+    priority = models.PositiveSmallIntegerField(choices=MessagePriority.choices, default=MessagePriority.TRANSACTIONAL)
+    status = models.CharField(max_length=12, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
+    status_detail = models.CharField(max_length=500, blank=True)  # the last outcome, in words
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=100, null=True, blank=True)
+    lease_expires = models.DateTimeField(null=True, blank=True)
+    source_ip = models.ForeignKey(
+        "ippools.IPAddress", on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
+    )  # chosen by the scheduler for the current batch, kept for the record
+    tag = models.CharField(max_length=100, blank=True, db_index=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    permission_area = Area.SENDING
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            # The scheduler's ready scan: status in (queued, deferred), due, by priority.
+            models.Index(fields=["status", "priority", "next_attempt_at"], name="message_ready"),
+            # Reclaiming expired leases.
+            models.Index(fields=["status", "lease_expires"], name="message_lease"),
+            models.Index(fields=["tenant", "created"], name="message_tenant_created"),
+            models.Index(fields=["tenant", "rcpt_to"], name="message_tenant_rcpt"),
+        ]
+
+    def __str__(self):
+        return f"{self.rcpt_to} ({self.status})"
+
+    @property
+    def status_badge(self):
+        return MESSAGE_STATUS_BADGES.get(self.status, "secondary")
+
+    @staticmethod
+    def verp_address(message_uuid, return_path_host):
+        """The envelope sender that identifies this message when a bounce comes back: b-<uuid hex>@<rp host>."""
+        return f"{VERP_LOCAL_PREFIX}{VERP_SEPARATOR}{message_uuid.hex}@{return_path_host}"
+
+    @staticmethod
+    def uuid_from_verp(address):
+        """The message uuid encoded in a VERP address, or None."""
+        local = (address or "").rpartition("@")[0].lower()
+        prefix = f"{VERP_LOCAL_PREFIX}{VERP_SEPARATOR}"
+        if not local.startswith(prefix):
+            return None
+        try:
+            return uuid.UUID(hex=local[len(prefix) :])
+        except ValueError:
+            return None
+
+
+class DeliveryAttempt(models.Model):
+    """One SMTP try of one message: where from, where to, how it went."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
+    time = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=10, choices=AttemptStatus.choices)
+    node = models.CharField(max_length=63, blank=True)
+    source_ip = models.CharField(max_length=45, blank=True)
+    mx_host = models.CharField(max_length=255, blank=True)
+    tls_version = models.CharField(max_length=20, blank=True)
+    tls_verified = models.BooleanField(default=False)
+    code = models.PositiveSmallIntegerField(null=True, blank=True)
+    enhanced_code = models.CharField(max_length=12, blank=True)
+    text = models.TextField(blank=True)
+    duration = models.FloatField(default=0.0)  # seconds
+    category = models.CharField(max_length=40, blank=True)
+    action = models.CharField(max_length=20, blank=True)
+
+    permission_area = Area.SENDING
+
+    objects = MessageChildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["time", "id"]
+
+    def __str__(self):
+        return f"{self.code or '-'} {self.enhanced_code} {self.text[:60]}"
+
+    @property
+    def status_badge(self):
+        return ATTEMPT_STATUS_BADGES.get(self.status, "secondary")
+
+
+class MessageEvent(models.Model):
+    """A state change or a later signal (DSN, complaint) of one message."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    time = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=12, choices=EventKind.choices)
+    detail = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    permission_area = Area.SENDING
+
+    objects = MessageChildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["time", "id"]
+
+    def __str__(self):
+        return f"{self.kind} {self.detail[:60]}"
+
+    @property
+    def badge(self):
+        return EVENT_KIND_BADGES.get(self.kind, "secondary")
+
+
+class IdempotencyKey(TenantModel):
+    """The first answer to a request sent with an `Idempotency-Key` header, returned again on retries."""
+
+    key = models.CharField(max_length=200)
+    request_digest = models.CharField(max_length=64)  # SHA-256 of the body: the same key with another body is refused
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    permission_area = Area.SENDING
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "key"], name="idempotency_unique_tenant_key")]
+
+    def __str__(self):
+        return self.key
+
+
+class CapturedMessage(models.Model):
+    """A message the demo capture SMTP server received (the "Test inbox")."""
+
+    tenant = models.ForeignKey(
+        "deliveryhub.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )  # from the VERP envelope sender, when it names one of our messages
+    message = models.ForeignKey(Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    received = models.DateTimeField(default=timezone.now, db_index=True)
+    peer = models.CharField(max_length=64, blank=True)
+    mail_from = models.CharField(max_length=320, blank=True)
+    rcpt_tos = models.JSONField(default=list)
+    subject = models.CharField(max_length=255, blank=True)
+    raw = models.BinaryField()
+    dkim_result = models.CharField(max_length=200, blank=True)
+    tls = models.BooleanField(default=False)
+
+    permission_area = Area.SENDING
+
+    objects = RestrictedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-received", "-id"]
+
+    def __str__(self):
+        return f"{self.subject or '(no subject)'} → {', '.join(self.rcpt_tos)}"

@@ -1,0 +1,31 @@
+"""Querysets of the queues app: the scheduler's ready scan and tenancy through the message."""
+
+from django.db.models import Q
+from django.utils import timezone
+
+from deliveryhub.querysets import RestrictedQuerySet, TenantQuerySet
+
+from .choices import READY_STATUSES, MessageStatus
+
+
+class MessageQuerySet(TenantQuerySet):
+    """Messages, with the scheduler's questions."""
+
+    def ready(self, now=None):
+        """Due for a try: queued or deferred, next attempt come, no live lease (scheduled or claimed)."""
+        now = now or timezone.now()
+        return self.filter(status__in=READY_STATUSES, next_attempt_at__lte=now).filter(
+            Q(lease_expires__isnull=True) | Q(lease_expires__lt=now)
+        )
+
+    def stale_leases(self, now=None):
+        """Claimed by a worker whose lease ran out (the worker died or hung)."""
+        now = now or timezone.now()
+        return self.filter(status=MessageStatus.SENDING, lease_expires__lt=now)
+
+
+class MessageChildQuerySet(RestrictedQuerySet):
+    """Rows that belong to a tenant through their message (attempts, events)."""
+
+    def tenant_lookup(self):
+        return "message__tenant_id"

@@ -1,0 +1,1 @@
+"""The SMTP listener: authenticated submission (STARTTLS + AUTH) and inbound bounce/complaint reports."""

@@ -1,0 +1,286 @@
+"""
+The SMTP listener (aiosmtpd): authenticated submission for applications, and inbound reports to our VERP
+return-path addresses.
+
+Submission: STARTTLS is required before anything but EHLO/NOOP/QUIT; AUTH PLAIN/LOGIN is offered only after
+STARTTLS and checks `SmtpCredential`s; the message goes through the same `accept_messages()` as the API
+and the `250` is sent only after the database committed. Without AUTH, RCPT is refused with 5.7.1 (no
+open relay) unless the recipient is one of our VERP bounce addresses, whose mail is read as a report:
+a DSN (RFC 3464) marks the message bounced, an ARF complaint (RFC 5965) marks it complained and
+suppresses the recipient.
+
+SMTP smuggling: aiosmtpd 1.4.6 ends DATA only at <CR><LF>.<CR><LF> and splits lines only at CRLF, so a
+bare-LF variant (<LF>.<CR><LF>, <LF>.<LF>, <CR>.<CR>) never ends a message early — but it would stay in
+the content and could end it early at a less careful next hop. We therefore refuse any message holding a
+bare CR or bare LF (554 5.6.0), so no such sequence is ever stored or relayed.
+
+Django's ORM is synchronous: database work runs in one worker thread (`_db`), never on the event loop.
+"""
+
+import asyncio
+import concurrent.futures
+import datetime
+import logging
+import re
+import ssl
+from pathlib import Path
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+AUTH_MECHANISMS_EXCLUDED = ("CRAM-MD5", "XOAUTH2")  # only PLAIN and LOGIN
+CERT_VALID_DAYS = 825
+DB_THREADS = 1  # database work of the listener runs in this many threads (SQLite: one writer anyway)
+
+_executor = concurrent.futures.ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="smtpd-db")
+
+
+def _in_db_thread(func, *args, **kwargs):
+    def call():
+        close_old_connections()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return call
+
+
+async def _db(func, *args, **kwargs):
+    return await asyncio.get_running_loop().run_in_executor(_executor, _in_db_thread(func, *args, **kwargs))
+
+
+def _db_blocking(func, *args, **kwargs):
+    """For aiosmtpd's synchronous authenticator hook: run in the DB thread and wait."""
+    return _executor.submit(_in_db_thread(func, *args, **kwargs)).result()
+
+
+def tls_context(cert=None, key=None):
+    """A server TLS context from settings, or a self-signed certificate kept under var/ (development)."""
+    cert = cert or settings.SMTPD_TLS_CERT
+    key = key or settings.SMTPD_TLS_KEY
+    if not cert:
+        cert, key = self_signed(Path(settings.VAR_DIR) / "smtpd", settings.SMTPD_HOSTNAME)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def self_signed(directory, hostname):
+    """(cert path, key path) of a self-signed certificate for `hostname`, generated once."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    if cert_path.exists() and key_path.exists():
+        return str(cert_path), str(key_path)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=CERT_VALID_DAYS))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(cert_path), str(key_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Database work (runs in the DB thread)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _authenticate(username, password):
+    from ..services import authenticate_smtp
+
+    credential = authenticate_smtp(username, password)
+    return None if credential is None else (credential.pk, credential.tenant_id, credential.username)
+
+
+def _is_report_address(address):
+    from ..models import Message
+
+    message_uuid = Message.uuid_from_verp(address)
+    return message_uuid is not None and Message.objects.filter(uuid=message_uuid).exists()
+
+
+def _submit(tenant_id, rcpt_tos, content):
+    from deliveryhub.audit import audit_context
+    from deliveryhub.models import Tenant
+
+    from ..services import Submission, accept_messages
+
+    tenant = Tenant.objects.get(pk=tenant_id, is_active=True)
+    with audit_context(tenant_id=tenant_id):
+        accepted = accept_messages(tenant, Submission(raw=content, envelope_to=list(rcpt_tos)))
+    return [str(m.uuid) for m in accepted.messages]
+
+
+def _report(rcpt_tos, content):
+    from ..reports import process_report
+
+    return process_report(rcpt_tos, content)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# aiosmtpd handler
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _first_error(exc):
+    if hasattr(exc, "message_dict"):
+        for field, errors in exc.message_dict.items():
+            return f"{field}: {errors[0]}" if field not in ("__all__", "non_field_errors") else errors[0]
+    return "; ".join(exc.messages)
+
+
+def _one_line(text):
+    return re.sub(r"[\r\n]+", " ", text)[:400]
+
+
+class SubmissionHandler:
+    """aiosmtpd hooks: relay refused without AUTH, reports accepted for VERP addresses, submission via the service."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if not session.authenticated:
+            if not await _db(_is_report_address, address):
+                return "550 5.7.1 Relaying denied: authenticate first (AUTH after STARTTLS)"
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 OK"
+        if len(envelope.rcpt_tos) >= settings.MESSAGE_MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        content = envelope.original_content or b""
+        if BARE_CR_OR_LF.search(content):
+            return "554 5.6.0 Message refused: bare CR or LF line endings are not allowed (RFC 5321 2.3.8)"
+        if not session.authenticated:
+            try:
+                await _db(_report, list(envelope.rcpt_tos), content)
+            except Exception:
+                logger.exception("Processing an inbound report failed")
+                return "451 4.3.0 Temporary failure processing the report"
+            return "250 2.0.0 Report received"
+        _, tenant_id, username = session.auth_data
+        try:
+            ids = await _db(_submit, tenant_id, envelope.rcpt_tos, content)
+        except ValidationError as exc:
+            return f"550 5.6.0 {_one_line(_first_error(exc))}"
+        except Exception:
+            logger.exception("Submission from %s failed", username)
+            return "451 4.3.0 Temporary failure: try again later"
+        # The transaction committed inside _submit: only now do we say 250.
+        return f"250 2.0.0 OK queued as {ids[0]}" + (f" (+{len(ids) - 1} more)" if len(ids) > 1 else "")
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    if not isinstance(auth_data, LoginPassword):
+        return AuthResult(success=False, handled=False)
+    username = auth_data.login.decode("utf-8", errors="replace")
+    password = auth_data.password.decode("utf-8", errors="replace")
+    identity = _db_blocking(_authenticate, username, password)
+    if identity is None:
+        logger.info("SMTP AUTH failed for %r from %s", username, session.peer)
+        return AuthResult(success=False, handled=False)
+    return AuthResult(success=True, auth_data=identity)
+
+
+def make_server_factory(context, *, hostname=None, require_tls=True):
+    """A factory of aiosmtpd SMTP protocol objects for `loop.create_server`."""
+    handler = SubmissionHandler()
+
+    def factory():
+        return SMTP(
+            handler,
+            hostname=hostname or settings.SMTPD_HOSTNAME,
+            tls_context=context,
+            require_starttls=require_tls,
+            auth_require_tls=True,
+            auth_required=False,  # unauthenticated RCPT only to our VERP addresses (handle_RCPT)
+            authenticator=authenticator,
+            auth_exclude_mechanism=AUTH_MECHANISMS_EXCLUDED,
+            data_size_limit=settings.MESSAGE_MAX_BYTES,
+            enable_SMTPUTF8=False,
+            decode_data=False,
+        )
+
+    return factory
+
+
+class ThreadedServer:
+    """An asyncio SMTP server on its own loop in a background thread (tests; the commands run in the foreground)."""
+
+    def __init__(self, factory, host, port):
+        self.factory, self.host, self.port = factory, host, port
+        self.loop = self.server = self._thread = None
+
+    def start(self):
+        import threading
+
+        ready = threading.Event()
+
+        async def serve():
+            self.server = await asyncio.get_running_loop().create_server(self.factory, host=self.host, port=self.port)
+            self.port = self.server.sockets[0].getsockname()[1]
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(serve())
+            ready.set()
+            self.loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name=f"smtp-{self.port}", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self):
+        if self.loop is None:
+            return
+
+        async def close():
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Listener(ThreadedServer):
+    """The submission listener in a background thread."""
+
+    def __init__(self, host=None, port=None, *, context=None, require_tls=True):
+        factory = make_server_factory(context or tls_context(), require_tls=require_tls)
+        super().__init__(factory, host or settings.SMTPD_HOST, settings.SMTPD_PORT if port is None else port)

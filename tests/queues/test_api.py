@@ -1,0 +1,207 @@
+"""The messages, routes and suppressions API: 202 intake, idempotency, field-level 400s, tenancy matrix."""
+
+from deliveryhub import services as core_services
+from deliveryhub.choices import ApiKeyScope, Role
+from deliveryhub.testing.cases import APIViewTestCases, TenantTestCase
+from queues.choices import MessageStatus
+from queues.models import DeliveryAttempt, Message, MessageContent, Route, Suppression
+from queues.services import Submission, accept_messages
+from queues.testing import make_sending_domain
+
+URL = "/api/v1/messages/"
+
+
+class MessageAPITest(TenantTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        make_sending_domain(cls.tenant_a, "mail-a.test")
+        make_sending_domain(cls.tenant_b, "mail-b.test")
+        _, cls.send_key = core_services.create_api_key(
+            tenant=cls.tenant_a, name="app", role=Role.ADMIN, scope=ApiKeyScope.SEND
+        )
+
+    def payload(self, **extra):
+        return {"from": "App <app@mail-a.test>", "to": ["one@example.com", "two@example.org"], "subject": "Hi",
+                "text": "Hello", "tag": "welcome", "metadata": {"user": 7}, **extra}  # fmt: skip
+
+    def test_post_202_one_id_per_recipient(self):
+        response = self.api(self.send_key).post(URL, self.payload(), format="json")
+        self.assertEqual(response.status_code, 202, response.content)
+        ids = [m["id"] for m in response.json()["messages"]]
+        self.assertEqual(len(ids), 2)
+        self.assertEqual(set(map(str, Message.objects.values_list("uuid", flat=True))), set(ids))
+        detail = self.api(self.send_key).get(f"{URL}{ids[0]}/")
+        self.assertEqual(detail.status_code, 200)
+        body = detail.json()
+        self.assertEqual(body["status"], "queued")
+        self.assertEqual(body["events"][0]["kind"], "accepted")
+        self.assertEqual(body["attempts_log"], [])
+        self.assertEqual(body["tag"], "welcome")
+
+    def test_idempotency_key_returns_first_answer(self):
+        headers = {"HTTP_IDEMPOTENCY_KEY": "order-42"}
+        first = self.api(self.send_key).post(URL, self.payload(), format="json", **headers)
+        second = self.api(self.send_key).post(URL, self.payload(), format="json", **headers)
+        self.assertEqual(first.status_code, 202)
+        self.assertEqual(second.status_code, 202)
+        self.assertEqual(first.json(), second.json())
+        self.assertEqual(second["Idempotent-Replayed"], "true")
+        self.assertEqual(Message.objects.count(), 2)
+        other = self.api(self.send_key).post(URL, self.payload(subject="other"), format="json", **headers)
+        self.assertEqual(other.status_code, 409)
+        # Another tenant's identical key is independent.
+        make_b = self.payload(**{"from": "b@mail-b.test"})
+        self.assertEqual(self.api(self.charlie_key).post(URL, make_b, format="json", **headers).status_code, 202)
+
+    def test_field_level_400_and_nothing_stored(self):
+        cases = [
+            ({"to": ["not-an-address"]}, "to"),
+            ({"from": "x@unknown.test"}, "from"),
+            ({"subject": "a\r\nBcc: v@evil.example"}, "subject"),
+            ({"headers": {"X-A": "b\nBcc: v@evil.example"}}, "headers"),
+            ({"attachments": [{"filename": "a.txt", "content": "***"}]}, "attachments[0].content"),
+            ({"to": []}, "to"),
+        ]
+        for extra, field in cases:
+            with self.subTest(field=field):
+                response = self.api(self.send_key).post(URL, self.payload(**extra), format="json")
+                self.assertEqual(response.status_code, 400, response.content)
+                self.assertIn(field, response.json()["error"]["fields"])
+        self.assertEqual(Message.objects.count(), 0)
+        self.assertEqual(MessageContent.objects.count(), 0)
+
+    def test_raw_mime_with_envelope(self):
+        raw = "From: app@mail-a.test\r\nTo: x@example.com\r\nSubject: raw\r\n\r\nbody\r\n"
+        response = self.api(self.send_key).post(URL, {"raw": raw, "envelope": {"to": ["x@example.com"]}},
+                                                format="json")  # fmt: skip
+        self.assertEqual(response.status_code, 202, response.content)
+
+    def test_batch_endpoint(self):
+        response = self.api(self.send_key).post(
+            f"{URL}batch/", {"messages": [self.payload(to=["a@example.com"]), self.payload(to=["b@example.com"])]},
+            format="json",
+        )  # fmt: skip
+        self.assertEqual(response.status_code, 202, response.content)
+        self.assertEqual(len(response.json()["results"]), 2)
+        self.assertEqual(Message.objects.count(), 2)
+
+    def test_tenancy_and_roles(self):
+        accepted = accept_messages(self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t"))
+        uuid = accepted.messages[0].uuid
+        self.assertEqual(self.api(self.alice_key).get(f"{URL}{uuid}/").status_code, 200)
+        self.assertEqual(self.api(self.bob_key).get(f"{URL}{uuid}/").status_code, 200)
+        self.assertEqual(self.api(self.charlie_key).get(f"{URL}{uuid}/").status_code, 404)
+        self.assertEqual(self.api().get(f"{URL}{uuid}/").status_code, 401)
+        self.assertEqual(self.api(self.bob_key).post(URL, self.payload(), format="json").status_code, 403)
+        listed = self.api(self.charlie_key).get(URL).json()["results"]
+        self.assertEqual(listed, [])
+        # Charlie cannot send from tenant A's domain.
+        response = self.api(self.charlie_key).post(URL, self.payload(), format="json")
+        self.assertEqual(response.status_code, 400)
+        # The send-scoped key cannot touch routes.
+        self.assertEqual(self.api(self.send_key).get("/api/v1/routes/").status_code, 403)
+
+    def test_list_filters(self):
+        accept_messages(self.tenant_a, Submission(sender="a@mail-a.test", to=["x@one.example"], text="t", tag="t1"))
+        accept_messages(self.tenant_a, Submission(sender="a@mail-a.test", to=["y@two.example"], text="t", tag="t2"))
+        Message.objects.filter(rcpt_to="y@two.example").update(status=MessageStatus.DELIVERED)
+        api = self.api(self.alice_key)
+        self.assertEqual(len(api.get(URL, {"status": "delivered"}).json()["results"]), 1)
+        self.assertEqual(api.get(URL, {"domain": "one.example"}).json()["results"][0]["rcpt_to"], "x@one.example")
+        self.assertEqual(len(api.get(URL, {"tag": "t2"}).json()["results"]), 1)
+        self.assertEqual(len(api.get(URL, {"recipient": "x@"}).json()["results"]), 1)
+        self.assertEqual(len(api.get(URL, {"after": "2999-01-01T00:00:00Z"}).json()["results"]), 0)
+
+    def test_detail_has_attempts(self):
+        accepted = accept_messages(self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t"))
+        m = accepted.messages[0]
+        DeliveryAttempt.objects.create(message=m, status="deferred", node="n1", source_ip="127.0.0.2",
+                                       mx_host="mx.example.com", tls_version="TLSv1.3", code=421,
+                                       enhanced_code="4.7.0", text="try later", duration=0.2,
+                                       category="transient")  # fmt: skip
+        attempt = self.api(self.alice_key).get(f"{URL}{m.uuid}/").json()["attempts_log"][0]
+        self.assertEqual((attempt["code"], attempt["enhanced_code"], attempt["source_ip"], attempt["tls_version"]),
+                         (421, "4.7.0", "127.0.0.2", "TLSv1.3"))  # fmt: skip
+
+    def test_cancel(self):
+        accepted = accept_messages(self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t"))
+        uuid = accepted.messages[0].uuid
+        self.assertEqual(self.api(self.charlie_key).post(f"{URL}{uuid}/cancel/").status_code, 404)
+        self.assertEqual(self.api(self.alice_key).post(f"{URL}{uuid}/cancel/").status_code, 200)
+        self.assertEqual(self.api(self.alice_key).post(f"{URL}{uuid}/cancel/").status_code, 409)
+
+
+class RouteAPITest(APIViewTestCases.Full):
+    url = "/api/v1/routes/"
+    model = Route
+    create_data = {"pattern": "*.example.com", "host": "relay.example.net", "port": 2525, "username": "u",
+                   "password": "secret-relay-pw"}  # fmt: skip
+    update_data = {"port": 587}
+
+    def make_object(self, tenant):
+        return Route.objects.create(tenant=tenant, pattern="example.org", host="relay.example.net", port=25)
+
+    def test_password_never_returned_and_encrypted(self):
+        response = self.api(self.alice_key).post(self.url, self.create_data, format="json")
+        self.assertEqual(response.status_code, 201, response.content)
+        self.assertNotIn("password", response.json())
+        self.assertTrue(response.json()["has_password"])
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT password FROM queues_route")
+            self.assertNotIn("secret-relay-pw", str(cursor.fetchall()))
+        self.assertEqual(Route.objects.get().password, "secret-relay-pw")
+
+    def test_bad_pattern_400(self):
+        response = self.api(self.alice_key).post(self.url, {"pattern": "a b", "host": "x.example"}, format="json")
+        self.assertEqual(response.status_code, 400)
+        self.assertIn("pattern", response.json()["error"]["fields"])
+
+
+class SuppressionAPITest(APIViewTestCases.List, APIViewTestCases.Retrieve, APIViewTestCases.Create,
+                         APIViewTestCases.Delete):  # fmt: skip
+    url = "/api/v1/suppressions/"
+    model = Suppression
+    create_data = {"address": "Someone@Example.com"}
+
+    def make_object(self, tenant):
+        return Suppression.objects.create(tenant=tenant, address=f"s{Suppression.objects.count()}@example.com")
+
+
+class QueuesUITest(TenantTestCase):
+    """The UI pages go through restrict(): another tenant's message is a 404, a viewer cannot add routes."""
+
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        make_sending_domain(cls.tenant_a, "mail-a.test")
+
+    def client_for(self, user):
+        from django.test import Client
+
+        from deliveryhub.testing.cases import login_verified
+
+        client = Client()
+        login_verified(client, user)
+        return client
+
+    def test_pages(self):
+        [m] = accept_messages(
+            self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t")
+        ).messages
+        alice, bob, charlie = self.client_for(self.alice), self.client_for(self.bob), self.client_for(self.charlie)
+        self.assertContains(alice.get("/messages/?status=queued"), "x@example.com")
+        self.assertContains(bob.get(f"/messages/{m.uuid}/"), "x@example.com")
+        self.assertEqual(charlie.get(f"/messages/{m.uuid}/").status_code, 404)
+        self.assertNotContains(charlie.get("/messages/"), "x@example.com")
+        self.assertEqual(alice.get("/routes/").status_code, 200)
+        data = {"pattern": "example.com", "host": "relay.example.net", "port": 25, "priority": 100, "enabled": "on"}
+        self.assertEqual(bob.post("/routes/", data).status_code, 403)
+        self.assertEqual(alice.post("/routes/", data).status_code, 302)
+        route = Route.objects.get()
+        self.assertEqual(charlie.post(f"/routes/{route.pk}/delete/").status_code, 404)
+        self.assertEqual(alice.post(f"/routes/{route.pk}/delete/").status_code, 302)
+        self.assertEqual(bob.post("/test-inbox/", {"sender": "a@mail-a.test", "to": "y@example.com"}).status_code, 403)
+        self.assertEqual(alice.get("/test-inbox/").status_code, 200)

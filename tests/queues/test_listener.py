@@ -1,0 +1,177 @@
+"""The SMTP listener: STARTTLS before AUTH, credentials, 250 only after commit, no relay, no smuggling, reports."""
+
+import base64
+import smtplib
+import socket
+import ssl
+
+from django.test import TransactionTestCase
+
+from deliveryhub import services as core
+from deliveryhub.testing.smtp import self_signed_certificate
+from queues.choices import EventKind, MessageStatus
+from queues.models import Message, MessageEvent, Suppression
+from queues.services import Submission, accept_messages, create_smtp_credential
+from queues.smtpd.listener import Listener, tls_context
+from queues.testing import make_sending_domain
+
+MESSAGE = b"From: App <app@mail-a.test>\r\nTo: rcpt@example.com\r\nSubject: via smtp\r\n\r\nHello\r\n"
+
+
+def client_context():
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class ListenerTest(TransactionTestCase):
+    def setUp(self):
+        self.tenant = core.create_tenant("smtp-a", "SMTP A")
+        self.other = core.create_tenant("smtp-b", "SMTP B")
+        make_sending_domain(self.tenant, "mail-a.test")
+        make_sending_domain(self.other, "mail-b.test")
+        self.credential, self.password = create_smtp_credential(self.tenant, "app-a")
+        cert, key, _ = self_signed_certificate()
+        self.listener = Listener("127.0.0.1", 0, context=tls_context(cert, key)).start()
+        self.addCleanup(self.listener.stop)
+
+    def connect(self, tls=True, login=True):
+        smtp = smtplib.SMTP("127.0.0.1", self.listener.port, timeout=10)
+        self.addCleanup(smtp.close)
+        smtp.ehlo("client.test")
+        if tls:
+            smtp.starttls(context=client_context())
+            smtp.ehlo("client.test")
+        if login:
+            smtp.login("app-a", self.password)
+        return smtp
+
+    def test_submission_accepted_after_commit(self):
+        smtp = self.connect()
+        smtp.mail("whatever@client.test")
+        smtp.rcpt("rcpt@example.com")
+        smtp.rcpt("second@example.org")
+        code, reply = smtp.data(MESSAGE)
+        self.assertEqual(code, 250, reply)
+        self.assertIn(b"queued as", reply)
+        # The 250 came after the commit: the rows are there for anyone to read.
+        rows = Message.objects.filter(tenant=self.tenant)
+        self.assertEqual(sorted(rows.values_list("rcpt_to", flat=True)), ["rcpt@example.com", "second@example.org"])
+        self.assertTrue(any(str(m.uuid).encode() in reply for m in rows), reply)
+        self.assertEqual(rows.first().status, MessageStatus.QUEUED)
+
+    def test_starttls_required_and_auth_only_after_it(self):
+        smtp = smtplib.SMTP("127.0.0.1", self.listener.port, timeout=10)
+        self.addCleanup(smtp.close)
+        smtp.ehlo("client.test")
+        self.assertNotIn("auth", smtp.esmtp_features)
+        code, _ = smtp.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0app-a\0" + self.password.encode()).decode())
+        self.assertEqual(code, 530)
+        code, _ = smtp.docmd("MAIL", "FROM:<a@mail-a.test>")
+        self.assertEqual(code, 530)
+
+    def test_wrong_password_and_unknown_user(self):
+        smtp = self.connect(login=False)
+        with self.assertRaises(smtplib.SMTPAuthenticationError):
+            smtp.login("app-a", "wrong")
+        with self.assertRaises(smtplib.SMTPAuthenticationError):
+            smtp.login("nobody", self.password)
+        smtp.login("app-a", self.password)  # LOGIN or PLAIN: both work
+
+    def test_no_open_relay(self):
+        smtp = self.connect(login=False)
+        smtp.mail("a@client.test")
+        code, reply = smtp.rcpt("victim@example.com")
+        self.assertEqual(code, 550)
+        self.assertIn(b"5.7.1", reply)
+
+    def test_other_tenants_domain_refused(self):
+        smtp = self.connect()
+        smtp.mail("a@client.test")
+        smtp.rcpt("x@example.com")
+        code, reply = smtp.data(MESSAGE.replace(b"mail-a.test", b"mail-b.test"))
+        self.assertEqual(code, 550)
+        self.assertFalse(Message.objects.exists())
+
+    def raw_session(self):
+        """A TLS socket, authenticated, in the middle of a transaction waiting for DATA."""
+        sock = socket.create_connection(("127.0.0.1", self.listener.port), timeout=10)
+        self.addCleanup(sock.close)
+        reader = sock.makefile("rb")
+
+        def cmd(line):
+            sock.sendall(line + b"\r\n")
+            return read_reply(reader)
+
+        read_reply(reader)
+        cmd(b"EHLO client.test")
+        self.assertEqual(cmd(b"STARTTLS")[:3], b"220")
+        sock = client_context().wrap_socket(sock)
+        reader = sock.makefile("rb")
+
+        def cmd_tls(line):
+            sock.sendall(line + b"\r\n")
+            return read_reply(reader)
+
+        cmd_tls(b"EHLO client.test")
+        auth = base64.b64encode(b"\0app-a\0" + self.password.encode())
+        self.assertEqual(cmd_tls(b"AUTH PLAIN " + auth)[:3], b"235")
+        return sock, reader, cmd_tls
+
+    def test_smuggling_variants_refused_not_split(self):
+        for end in [b"\n.\r\n", b"\n.\n", b"\r.\r", b"\r\n.\n", b"\n.\r"]:
+            with self.subTest(end=end):
+                sock, reader, cmd = self.raw_session()
+                self.assertEqual(cmd(b"MAIL FROM:<a@client.test>")[:3], b"250")
+                self.assertEqual(cmd(b"RCPT TO:<rcpt@example.com>")[:3], b"250")
+                self.assertEqual(cmd(b"DATA")[:3], b"354")
+                smuggled = (MESSAGE + b"first" + end + b"MAIL FROM:<evil@mail-a.test>\r\nRCPT TO:<evil@example.com>\r\n"
+                            b"DATA\r\nFrom: evil@mail-a.test\r\n\r\nsmuggled\r\n")  # fmt: skip
+                sock.sendall(smuggled + b".\r\n")
+                reply = read_reply(reader)
+                self.assertEqual(reply[:3], b"554", reply)
+                self.assertEqual(cmd(b"QUIT")[:3], b"221")
+        self.assertFalse(Message.objects.exists())
+
+    def test_dsn_marks_bounced_and_arf_complaint_suppresses(self):
+        [m1, m2] = accept_messages(self.tenant, Submission(sender="app@mail-a.test", to=["gone@example.com",
+                                                                                        "angry@example.com"],
+                                                           text="t")).messages  # fmt: skip
+        Message.objects.filter(pk__in=[m1.pk, m2.pk]).update(status=MessageStatus.DELIVERED)
+        dsn = (
+            "From: MAILER-DAEMON@example.com\r\nTo: {to}\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n"
+            "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n"
+            "Final-Recipient: rfc822; gone@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+            "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n--b--\r\n"
+        ).format(to=m1.mail_from)
+        arf = (
+            "From: fbl@example.com\r\nTo: {to}\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=feedback-report; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n"
+            "--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n\r\n--b--\r\n"
+        ).format(to=m2.mail_from)
+        for report, rcpt in ((dsn, m1.mail_from), (arf, m2.mail_from)):
+            smtp = self.connect(login=False)
+            smtp.mail("")
+            self.assertEqual(smtp.rcpt(rcpt)[0], 250)
+            self.assertEqual(smtp.data(report.encode())[0], 250)
+        m1.refresh_from_db()
+        self.assertEqual(m1.status, MessageStatus.BOUNCED)
+        self.assertTrue(MessageEvent.objects.filter(message=m1, kind=EventKind.DSN).exists())
+        self.assertTrue(MessageEvent.objects.filter(message=m2, kind=EventKind.COMPLAINED).exists())
+        self.assertEqual(
+            set(Suppression.objects.values_list("address", "reason")),
+            {("gone@example.com", "hard_bounce"), ("angry@example.com", "complaint")},
+        )
+
+
+def read_reply(reader):
+    lines = []
+    while True:
+        line = reader.readline()
+        lines.append(line)
+        if len(line) < 4 or line[3:4] != b"-":
+            return b"".join(lines)

@@ -1,0 +1,163 @@
+"""The processor against scripted aiosmtpd sinks: outcomes, retries, bounces, suppressions, poison messages."""
+
+from django.test import override_settings
+from django.utils import timezone
+
+from deliveryhub.testing.cases import TenantTestCase
+from deliveryhub.testing.smtp import SMTPSink
+from queues.choices import EventKind, MessageStatus
+from queues.delivery import state
+from queues.models import BounceRule, DeliveryAttempt, Message, MessageEvent, Route, Suppression
+from queues.testing import make_sending_domain, make_sending_ips
+
+from .helpers import flush_redis, make_due, run_once, send
+
+
+@override_settings(DEMO_MODE=False, DELIVERY_BATCH_SIZE=50)
+class ProcessorTest(TenantTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        cls.domain = make_sending_domain(cls.tenant_a, "mail-a.test")
+        cls.node, cls.ips, cls.pool = make_sending_ips(("127.0.0.2",))
+
+    def setUp(self):
+        flush_redis()
+        self.sink = SMTPSink().start()
+        self.addCleanup(self.sink.stop)
+        self.addCleanup(state.close)
+        Route.objects.create(tenant=self.tenant_a, pattern="*", host="127.0.0.1", port=self.sink.port)
+
+    def status(self, message):
+        message.refresh_from_db()
+        return message.status
+
+    def test_delivered_from_the_pool_ip_with_attempt(self):
+        [m] = send(self.tenant_a, "ok@example.com")
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.DELIVERED)
+        [received] = self.sink.messages
+        self.assertEqual(received.peer[0], "127.0.0.2")
+        self.assertEqual(received.mail_from, m.mail_from)
+        self.assertEqual(received.rcpt_tos, ["ok@example.com"])
+        self.assertEqual(received.ehlo, "mta-127-0-0-2.example.test")
+        self.assertIn(b"DKIM-Signature:", received.data)
+        attempt = DeliveryAttempt.objects.get(message=m)
+        self.assertEqual((attempt.status, attempt.code, attempt.source_ip), ("delivered", 250, "127.0.0.2"))
+        self.assertEqual(m.attempts, 1)
+        self.assertIsNotNone(m.delivered_at)
+        self.assertTrue(MessageEvent.objects.filter(message=m, kind=EventKind.DELIVERED).exists())
+
+    def test_greylisting_then_delivered(self):
+        self.sink.script("grey@example.com", ["450 4.2.0 Greylisted, try again later", "250 2.1.5 OK"])
+        [m] = send(self.tenant_a, "grey@example.com")
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.DEFERRED)
+        self.assertGreater(m.next_attempt_at, timezone.now())
+        run_once()  # not due yet: nothing happens
+        self.assertEqual(self.status(m), MessageStatus.DEFERRED)
+        make_due()
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.DELIVERED)
+        self.assertEqual(m.attempts, 2)
+        self.assertEqual(list(m.delivery_attempts.values_list("code", flat=True)), [450, 250])
+        self.assertEqual(len(self.sink.messages), 1)
+
+    def test_invalid_recipient_bounces_and_suppresses(self):
+        self.sink.script(
+            "nobody@example.com", "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown"
+        )
+        [m] = send(self.tenant_a, "nobody@example.com")
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.BOUNCED)
+        self.assertTrue(Suppression.objects.filter(tenant=self.tenant_a, address="nobody@example.com").exists())
+        # The next message to that address is never sent.
+        [again] = send(self.tenant_a, "nobody@example.com")
+        self.assertEqual(self.status(again), MessageStatus.SUPPRESSED)
+
+    def test_policy_block_bounces_without_suppressing(self):
+        self.sink.script("blocked@example.com", "550 5.7.1 Message rejected as spam by Content Filtering.")
+        [m] = send(self.tenant_a, "blocked@example.com")
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.BOUNCED)
+        self.assertFalse(Suppression.objects.exists())
+        self.assertEqual(m.delivery_attempts.get().category, "spam_content")
+
+    def test_mailbox_full_defers(self):
+        self.sink.script_data("full@example.com", "552 5.2.2 Mailbox full")
+        [m] = send(self.tenant_a, "full@example.com")
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.DEFERRED)
+        self.assertEqual(m.delivery_attempts.get().category, "mailbox_full")
+
+    def test_rate_limited_defers(self):
+        self.sink.script("rl@example.com", "421 4.7.0 Our system has detected an unusual rate of unsolicited mail "
+                         "originating from your IP address. Try again in 600 seconds")  # fmt: skip
+        [m] = send(self.tenant_a, "rl@example.com")
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.DEFERRED)
+        attempt = m.delivery_attempts.get()
+        self.assertEqual((attempt.category, attempt.action), ("rate_limited", "defer+slow"))
+        self.assertGreaterEqual((m.next_attempt_at - timezone.now()).total_seconds(), 590)
+
+    def test_mixed_batch_each_outcome_recorded(self):
+        self.sink.script("bad@example.com", "550 5.1.1 User unknown")
+        messages = send(self.tenant_a, ["a@example.com", "bad@example.com", "c@example.com"])
+        run_once()
+        states = {m.rcpt_to: self.status(m) for m in messages}
+        self.assertEqual(
+            states, {"a@example.com": "delivered", "bad@example.com": "bounced", "c@example.com": "delivered"}
+        )
+        self.assertEqual(len(self.sink.messages), 2)
+
+    def test_suppressed_after_intake_is_not_sent(self):
+        [m] = send(self.tenant_a, "late@example.com")
+        Suppression.objects.create(tenant=self.tenant_a, address="late@example.com")
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.SUPPRESSED)
+        self.assertEqual(self.sink.messages, [])
+
+    def test_connection_refused_defers_with_error(self):
+        Route.objects.update(port=1)  # nothing listens there
+        [m] = send(self.tenant_a, "x@example.com")
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.DEFERRED)
+        self.assertEqual(m.attempts, 1)
+
+    def test_admin_rule_takes_precedence(self):
+        BounceRule.objects.create(tenant=self.tenant_a, code="550", enhanced="5.7.1", text="custom block",
+                                  category="policy", action="defer")  # fmt: skip
+        self.sink.script("x@example.com", "550 5.7.1 custom block")
+        [m] = send(self.tenant_a, "x@example.com")
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.DEFERRED)
+
+    def test_poison_message_is_deferred_and_batch_goes_on(self):
+        from domains.models import DkimKey
+
+        other = make_sending_domain(self.tenant_a, "broken.test")
+        DkimKey.objects.filter(domain=other).update(private_key=DkimKey._meta.get_field("private_key").get_prep_value(
+            "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"))  # fmt: skip
+        [good] = send(self.tenant_a, "a@example.com")
+        [bad] = send(self.tenant_a, "b@example.com", sender="x@broken.test")
+        run_once()
+        self.assertEqual(self.status(good), MessageStatus.DELIVERED)
+        self.assertEqual(self.status(bad), MessageStatus.DEFERRED)
+        self.assertIn("Processing error", bad.status_detail)
+        self.assertTrue(MessageEvent.objects.filter(message=bad, kind=EventKind.ERROR).exists())
+        self.assertIsNone(bad.lease_owner)
+
+    def test_ip_of_another_node_is_released(self):
+        from ippools.testing import make_ip, make_node
+
+        other_node = make_node("elsewhere")
+        ip = make_ip("127.0.0.9", other_node)
+        [m] = send(self.tenant_a, "x@example.com")
+        Message.objects.filter(pk=m.pk).update(source_ip=ip, lease_owner="q:forced", lease_expires=timezone.now()
+                                               + timezone.timedelta(seconds=60))  # fmt: skip
+        from queues.delivery.worker import deliver_batch
+
+        deliver_batch("q:forced", [m.pk])
+        self.assertEqual(self.status(m), MessageStatus.QUEUED)
+        self.assertEqual(m.attempts, 0)
+        self.assertEqual(self.sink.messages, [])
