@@ -120,7 +120,7 @@ class LoginFlowTest(StaticLiveServerTestCase):
 
         raw = page.locator("#raw-key").input_value()
         self.assertTrue(raw.startswith("dh_live_"), raw)
-        key = services.authenticate_api_key(raw)
+        key = services.authenticate_api_key(raw, "192.0.2.10")  # the key is limited to 192.0.2.0/24
         self.assertEqual((key.name, key.tenant_id), ("deploy bot", self.tenant.pk))
         self.screenshot("api-key-created.png")
 

@@ -140,7 +140,9 @@ class Command(BaseCommand):
             web.append("--insecure")  # runserver serves static files only in DEBUG otherwise
         plan = [
             ("web", web),
-            ("worker", [*manage, "rqworker", f"delivery-{settings.NODE_NAME}", *RQ_QUEUES, "--with-scheduler",
+            # --verbosity 0: RQ's per-job INFO lines every few seconds drown the useful output
+            ("worker", [*manage, "rqworker", "--verbosity", "0", f"delivery-{settings.NODE_NAME}", *RQ_QUEUES,
+                        "--with-scheduler",
                         "--worker-class", "queues.delivery.worker.DeliveryWorker"]),
         ]
         available = get_commands()

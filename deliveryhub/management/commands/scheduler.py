@@ -34,7 +34,7 @@ def tick(jobs):
         except Exception:
             queue.connection.delete(key)  # not enqueued: let the next tick try again
             raise
-        logger.info("Enqueued system job %s on %s (every %ss)", job.name, job.queue, job.interval)
+        logger.debug("Enqueued system job %s on %s (every %ss)", job.name, job.queue, job.interval)
         enqueued.append(job.name)
     return enqueued
 
