@@ -6,8 +6,20 @@ from django_otp.admin import OTPAdminSite
 from .auth_views import admin_login, logout_view
 from .models import ApiKey, AuditEntry, Job, Membership, Tenant
 
-# Every app registers on admin.site; make that site require a verified second factor.
-admin.site.__class__ = OTPAdminSite
+
+
+class DeliveryHubAdminSite(OTPAdminSite):
+    """The platform operators' tool: superusers with a verified second factor only.
+
+    Its changelists show every tenant's rows, so no other staff account may open it, whatever its permissions.
+    """
+
+    def has_permission(self, request):
+        return super().has_permission(request) and request.user.is_superuser
+
+
+# Every app registers on admin.site; make that site require a superuser with a verified second factor.
+admin.site.__class__ = DeliveryHubAdminSite
 admin.site.site_header = "DeliveryHub administration"
 # Sign in (password, then second factor) through our own pages, and sign out through ours (audited).
 admin.site.login = admin_login

@@ -154,6 +154,60 @@ def log_change(obj, action, prechange, postchange, **extra):
     return record(action, obj=obj, prechange=prechange, postchange=postchange, **extra)
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# User accounts (not ChangeLoggedModels): their creation, changes (superuser flag, password) and deletion are audited
+# wherever they happen (services, admin, createsuperuser, changepassword) through signals connected in apps.py.
+# ---------------------------------------------------------------------------------------------------------------------
+
+USER_AUDIT_FIELDS = (
+    "username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser", "password",
+)  # fmt: skip
+USER_SECRET_FIELDS = frozenset({"password"})  # a hash, never logged: "(secret)", or "(changed)" when it changed
+
+
+def _user_state(user):
+    return {name: getattr(user, name) for name in USER_AUDIT_FIELDS if hasattr(user, name)}
+
+
+def _user_redacted(state, marker="(secret)"):
+    return {k: (marker if k in USER_SECRET_FIELDS and v else v) for k, v in state.items()}
+
+
+def user_pre_save(sender, instance, raw=False, update_fields=None, **kwargs):
+    """Remember the stored account before a change (sign-ins that only touch last_login are skipped)."""
+    if raw or instance._state.adding or instance.pk is None:
+        return
+    if update_fields is not None and not set(update_fields) & set(USER_AUDIT_FIELDS):
+        return
+    stored = sender._default_manager.filter(pk=instance.pk).first()
+    instance._audit_user_pre = _user_state(stored) if stored is not None else None
+
+
+def user_post_save(sender, instance, created, raw=False, **kwargs):
+    """Log `user.create`, or `user.update` with the fields that changed."""
+    if raw:
+        return
+    if created:
+        record("user.create", obj=instance, postchange=_user_redacted(_user_state(instance)))
+        return
+    pre = instance.__dict__.pop("_audit_user_pre", None)
+    if pre is None:
+        return
+    post = _user_state(instance)
+    changed = sorted(k for k in post if pre.get(k) != post[k])
+    if changed:
+        record(
+            "user.update",
+            obj=instance,
+            prechange=_user_redacted({k: pre.get(k) for k in changed}),
+            postchange=_user_redacted({k: post[k] for k in changed}, marker="(changed)"),
+        )
+
+
+def user_post_delete(sender, instance, **kwargs):
+    record("user.delete", obj=instance, prechange=_user_redacted(_user_state(instance)))
+
+
 @dataclass
 class ChainReport:
     ok: bool

@@ -45,8 +45,7 @@ def create_user(email, *, tenant=None, role=Role.VIEWER, password=None, acting_u
     else:
         user.set_unusable_password()
     user.full_clean()
-    user.save()
-    audit.record("user.create", tenant=tenant, object_type="auth.user", object_id=str(user.pk), object_repr=email)
+    user.save()  # audited as user.create by the signal every user save goes through (deliveryhub.audit)
     if tenant is not None:
         add_member(tenant, user, role, acting_user=acting_user)
     return user

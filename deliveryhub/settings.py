@@ -239,7 +239,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Background jobs and the scheduler.
-SCHEDULER_TICK_SECONDS = env_int("DELIVERYHUB_SCHEDULER_TICK", 5)  # how often the scheduler looks for due work
+SCHEDULER_TICK_SECONDS = env_int("DELIVERYHUB_SCHEDULER_TICK", 1)  # how often the scheduler looks for due work
 EXPORT_ROWS_PER_CHUNK = env_int("DELIVERYHUB_EXPORT_CHUNK", 2000)  # rows fetched per query when streaming exports
 EXPORT_PDF_MAX_ROWS = env_int("DELIVERYHUB_EXPORT_PDF_MAX_ROWS", 20000)  # PDF exports stop here (CSV has no cap)
 
@@ -285,6 +285,11 @@ BLOCKLIST_RETRY_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_RETRY", 120)  # retry a
 BLOCKLIST_QUERY_ATTEMPTS = env_int("DELIVERYHUB_BLOCKLIST_QUERY_ATTEMPTS", 2)  # tries per query before `unknown`
 REPUTATION_WINDOW_DAYS = env_int("DELIVERYHUB_REPUTATION_WINDOW_DAYS", 7)  # recent outcomes that make a score
 REPUTATION_UPDATE_SECONDS = env_int("DELIVERYHUB_REPUTATION_UPDATE_SECONDS", 3600)  # periodic reputation recompute
+# Adaptive throttling per (source IP, provider): a rate-limit reply halves the pair's connections and suspends it.
+THROTTLE_SUSPEND_SECONDS = env_int("DELIVERYHUB_THROTTLE_SUSPEND_SECONDS", 60)  # first suspension; doubles per repeat
+THROTTLE_SUSPEND_MAX_SECONDS = env_int("DELIVERYHUB_THROTTLE_SUSPEND_MAX_SECONDS", 1800)  # longest suspension
+THROTTLE_RESTORE_AFTER = env_int("DELIVERYHUB_THROTTLE_RESTORE_AFTER", 100)  # deliveries in a row that undo one halving
+THROTTLE_MAX_LEVEL = env_int("DELIVERYHUB_THROTTLE_MAX_LEVEL", 6)  # most halvings (connections, rates) of one pair
 
 # Delivery: intake, queue, workers (queues app). Engine knobs (SMTP, DKIM, backoff) sit beside SMTP_PORT.
 MESSAGE_MAX_BYTES = env_int("DELIVERYHUB_MESSAGE_MAX_BYTES", 25 * 1024 * 1024)  # largest accepted message (octets)

@@ -20,3 +20,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("deliveryhub.ui_urls")),
 ]
+
+# Errors outside any view: JSON under /api/, HTML pages elsewhere.
+handler404 = "deliveryhub.api.exceptions.page_not_found"
+handler500 = "deliveryhub.api.exceptions.server_error"

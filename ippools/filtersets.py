@@ -17,7 +17,9 @@ class IPAddressFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
     state = django_filters.MultipleChoiceFilter(choices=IPState.choices)
     node = django_filters.ModelChoiceFilter(queryset=DeliveryNode.objects.all())
-    pool = django_filters.NumberFilter(field_name="memberships__pool", distinct=True)
+    pool = django_filters.ModelChoiceFilter(  # a model choice, so that another tenant's pool is an invalid choice
+        field_name="memberships__pool", queryset=IPPool.objects.all(), distinct=True
+    )
     listed = django_filters.BooleanFilter()
 
     class Meta:

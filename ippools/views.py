@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from deliveryhub.choices import Action
+from deliveryhub.filtersets import restrict_choices
 from deliveryhub.otp import otp_required_for_change
 
 from . import services
@@ -103,7 +104,7 @@ def _decorate_member(member):
 @login_required
 def ipaddress_list(request):
     queryset = _visible(IPAddress, request).select_related("node", "warmup_plan")
-    filterset = IPAddressFilterSet(request.GET, queryset=queryset)
+    filterset = restrict_choices(IPAddressFilterSet(request.GET, queryset=queryset), request.principal)
     page = Paginator(filterset.qs.order_by("address"), PAGE_SIZE).get_page(request.GET.get("page"))
     for ip in page:
         _decorate(ip)
@@ -133,7 +134,7 @@ def ipaddress_detail(request, pk):
 @login_required
 def blocklist_list(request):
     queryset = BlocklistCheck.objects.restrict(request.principal, Action.VIEW).select_related("ip")
-    filterset = BlocklistCheckFilterSet(request.GET, queryset=queryset)
+    filterset = restrict_choices(BlocklistCheckFilterSet(request.GET, queryset=queryset), request.principal)
     page = Paginator(filterset.qs.order_by("-checked_at", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
     listed = _visible(IPAddress, request).filter(listed=True).order_by("address")
     context = {"filterset": filterset, "page": page, "listed": listed, "badges": LISTING_STATUS_BADGES}

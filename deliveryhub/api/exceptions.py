@@ -1,11 +1,29 @@
-"""Every API error is JSON: {"error": {"code": ..., "message": ..., "fields": {...}}}."""
+"""Every API error is JSON: {"error": {"code": ..., "message": ..., "fields": {...}}}.
+
+`exception_handler` covers what happens inside DRF views (an unexpected exception included: a 500 that
+names nothing internal); `page_not_found` and `server_error` (the URLconf's handler404/handler500) cover
+/api/ paths that reach no view, and leave the UI's HTML pages as they are.
+"""
+
+import logging
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
+
+API_PATH_PREFIX = "/api/"
+SERVER_ERROR_MESSAGE = "Internal server error: the error is logged with this response's X-Request-ID."
+
+
+def error_body(code, message, fields=None):
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
 class Conflict(exceptions.APIException):
@@ -32,8 +50,11 @@ def exception_handler(exc, context):
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
-    if response is None:
-        return None
+    if response is None:  # not an API error: a bug. Log it with its traceback, answer a plain JSON 500.
+        request = context.get("request")
+        logger.error("Unexpected error in %s", getattr(request, "path", "?"), exc_info=exc)
+        set_rollback()
+        return Response(error_body("server_error", SERVER_ERROR_MESSAGE), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         fields = _flatten(detail)
@@ -46,9 +67,23 @@ def exception_handler(exc, context):
             message = str(message)
         code = exc.get_codes() if hasattr(exc, "get_codes") else "error"
         code = code if isinstance(code, str) else "error"
-    body = {"error": {"code": code, "message": message, "fields": fields}}
-    return Response(body, status=response.status_code, headers=_headers(response))
+    return Response(error_body(code, message, fields), status=response.status_code, headers=_headers(response))
 
 
 def _headers(response):
     return {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
+
+
+def page_not_found(request, exception):
+    """handler404: JSON under /api/, the usual page elsewhere."""
+    if request.path.startswith(API_PATH_PREFIX):
+        return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: JSON under /api/, the usual page elsewhere."""
+    if request.path.startswith(API_PATH_PREFIX):
+        body = error_body("server_error", SERVER_ERROR_MESSAGE)
+        return JsonResponse(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return defaults.server_error(request)

@@ -47,7 +47,9 @@ class RolePermission(permissions.BasePermission):
         action = required_action(view, request)
         if principal.is_platform:
             return principal.allows(None, area, action)
-        if request.method == "POST" and getattr(view, "action", None) == "create":
+        if request.method not in permissions.SAFE_METHODS and not getattr(view, "detail", True):
+            # A write on the collection (create, or a verb such as messages/batch) acts in the request's tenant:
+            # a role in another tenant does not allow it.
             tenant = getattr(request, "tenant", None)
             return tenant is not None and principal.allows(tenant.pk, area, action)
         return bool(principal.tenant_ids_allowing(area, action))

@@ -77,7 +77,16 @@ class IPAddressSerializer(serializers.ModelSerializer):
         read_only_fields = ["reputation", "reputation_explanation", "listed", "listed_zones", "created", "last_updated"]
 
     def get_pools(self, obj) -> list[str]:
-        return [m.pool.name for m in obj.memberships.all()]
+        """The pools of this IP that the actor may see (another tenant's dedicated pool is not named)."""
+        principal = Principal.of(self.context["request"].user)
+        if principal.is_platform:
+            return [m.pool.name for m in obj.memberships.all()]
+        visible = self.context.get("_visible_pool_ids")  # once per response, not once per IP
+        if visible is None:
+            visible = self.context["_visible_pool_ids"] = set(
+                IPPool.objects.restrict(principal, "view").values_list("pk", flat=True)
+            )
+        return [m.pool.name for m in obj.memberships.all() if m.pool_id in visible]
 
     def validate(self, attrs):
         instance = IPAddress(**{**self._current(), **attrs})

@@ -121,7 +121,7 @@ class ApiKeyPagesTest(UITestCase):
         self.assertEqual(response.status_code, 200)
         self.assertEqual(response["Cache-Control"], "no-store")
         raw = re.search(r'id="raw-key" value="([^"]+)"', response.content.decode()).group(1)
-        key = services.authenticate_api_key(raw)
+        key = services.authenticate_api_key(raw, "192.0.2.1")  # the key is limited to 192.0.2.0/24
         self.assertEqual((key.tenant, key.name, key.role), (self.tenant_a, "ci", Role.ADMIN))
         self.assertEqual(key.allowed_networks, ["192.0.2.0/24", "2001:db8::/32"])
         self.assertEqual(key.expires.year, 2999)
