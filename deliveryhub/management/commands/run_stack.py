@@ -128,6 +128,8 @@ class Command(BaseCommand):
             call_command("collectstatic", interactive=False, verbosity=1)
         call_command("ensure_superuser")
         call_command("ensure_local_node")  # node "local", IP 127.0.0.1, shared pool "default" for every tenant
+        if settings.DEMO_MODE:
+            call_command("ensure_demo")  # tenant "demo" + domain demo.test, mail captured in the Test inbox
         connections.close_all()  # children open their own; no SQLite handle held across the run
 
     def _start_processes(self):
