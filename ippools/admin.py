@@ -14,6 +14,8 @@ from .models import (
     IPPoolGrant,
     IPPoolMember,
     TenantDefaultPool,
+    ThrottleRule,
+    ThrottleState,
     WarmupPlan,
 )
 
@@ -87,3 +89,17 @@ class IPEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ThrottleRule, site=admin_site)
+class ThrottleRuleAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "tenant", "max_connections", "max_messages_per_connection", "max_per_minute",
+                    "max_per_hour", "enabled"]  # fmt: skip
+    list_filter = ["provider", "enabled"]
+
+
+@admin.register(ThrottleState, site=admin_site)
+class ThrottleStateAdmin(admin.ModelAdmin):
+    list_display = ["ip", "provider", "level", "suspended_until", "backoff_seconds", "updated"]
+    list_filter = ["provider", "level"]
+    readonly_fields = ["ip", "provider", "level", "suspended_until", "backoff_seconds", "reason", "updated"]

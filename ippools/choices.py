@@ -99,6 +99,10 @@ class IPEventKind(models.TextChoices):
     DELISTED = "blocklist.delisted", "Delisted"
     PAUSED = "ip.paused", "Paused"
     RESUMED = "ip.resumed", "Resumed"
+    # Adaptive throttling of one (IP, provider) pair: IP events, not audit entries (no configuration changed).
+    THROTTLE_SLOWED = "throttle.slowed", "Rate limited: slowed and suspended"
+    THROTTLE_EASED = "throttle.eased", "Throttle eased"
+    THROTTLE_RESTORED = "throttle.restored", "Throttle restored to full speed"
 
 
 # The audit log action of each IP event.

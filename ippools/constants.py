@@ -6,6 +6,11 @@ USAGE_DIRTY_SET_PREFIX = "deliveryhub:ippools:usage-dirty:"  # + date: keys writ
 USAGE_KEY_TTL_SECONDS = 3 * 86400  # a day's counter outlives its day (time zones, late flushes)
 HOURLY_KEY_TTL_SECONDS = 2 * 3600
 TOTAL = "total"  # the pseudo-provider of an IP's all-provider daily counter
+THROTTLE_KEY_PREFIX = "deliveryhub:ippools:throttle:"  # + "<ip_id>:<provider>": a pair's adaptive state (hash)
+THROTTLE_KEY_TTL_SECONDS = 86400  # an untouched pair's state is dropped (the database keeps slowed pairs)
+RATE_KEY_PREFIX = "deliveryhub:ippools:rate:"  # + "<rule_id>:<ip_id>:<provider>:<m|h><window>": throttle-rule counters
+RATE_MINUTE_KEY_TTL_SECONDS = 120
+RATE_HOUR_KEY_TTL_SECONDS = 2 * 3600
 
 # -- Blocklists --------------------------------------------------------------------------------------------------------
 SPAMHAUS_ZEN = "zen.spamhaus.org"

@@ -4,7 +4,17 @@ import django_filters
 from django.db.models import Q
 
 from .choices import IPState, ListingStatus, PoolPurpose
-from .models import BlocklistCheck, DeliveryNode, IPAddress, IPPool, IPPoolGrant, IPPoolMember, WarmupPlan
+from .models import (
+    BlocklistCheck,
+    DeliveryNode,
+    IPAddress,
+    IPPool,
+    IPPoolGrant,
+    IPPoolMember,
+    ThrottleRule,
+    ThrottleState,
+    WarmupPlan,
+)
 
 
 class DeliveryNodeFilterSet(django_filters.FilterSet):
@@ -64,3 +74,15 @@ class BlocklistCheckFilterSet(django_filters.FilterSet):
     class Meta:
         model = BlocklistCheck
         fields = ["ip", "address", "domain", "zone", "status"]
+
+
+class ThrottleRuleFilterSet(django_filters.FilterSet):
+    class Meta:
+        model = ThrottleRule
+        fields = ["ip", "pool", "provider", "enabled"]
+
+
+class ThrottleStateFilterSet(django_filters.FilterSet):
+    class Meta:
+        model = ThrottleState
+        fields = ["ip", "provider", "level"]

@@ -11,12 +11,12 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import date as date_type
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -35,6 +35,9 @@ from .choices import (
 )
 from .constants import (
     HOURLY_KEY_TTL_SECONDS,
+    RATE_HOUR_KEY_TTL_SECONDS,
+    RATE_KEY_PREFIX,
+    RATE_MINUTE_KEY_TTL_SECONDS,
     REPUTATION_BOUNCE_MAX_PENALTY,
     REPUTATION_BOUNCE_WEIGHT,
     REPUTATION_COMPLAINT_MAX_PENALTY,
@@ -50,6 +53,7 @@ from .constants import (
     USAGE_KEY_TTL_SECONDS,
     WARMUP_SEVERE_FACTOR,
 )
+from . import throttle
 from .models import (
     BlocklistCheck,
     DeliveryNode,
@@ -61,6 +65,8 @@ from .models import (
     IPPoolMember,
     ReputationSample,
     TenantDefaultPool,
+    ThrottleRule,
+    ThrottleState,
 )
 
 logger = logging.getLogger(__name__)
@@ -201,11 +207,13 @@ def _set_state(ip, state, kind, message):
 
 @dataclass(frozen=True)
 class Selection:
-    """The IP chosen for the next batch and how many sends were reserved against its caps."""
+    """The IP chosen for the next batch, how many sends were reserved against its caps, and the (IP, provider)
+    pair's state when chosen (halvings in force)."""
 
     ip: IPAddress
     reserved: int
     provider: str = Provider.OTHER
+    level: int = 0
 
 
 class NoCapacity(Exception):
@@ -221,10 +229,12 @@ def select_source_ip(*, tenant, pool, provider, region=None, count=1, now=None, 
     """Choose the source IP for the next batch of `count` messages to `provider` and reserve them.
 
     Weighted rotation over the pool's usable IPs (member not paused, IP active or warming, owned by a live
-    node, in `region` and on `node` when given) that still have warm-up capacity for this provider today.
-    Reservation is a Redis INCRBY per counter (the atomic gate); a missing counter is re-seeded from the
-    database first. May reserve fewer than `count` when an IP has less left. Raises `NoCapacity(reason, until)`
-    when nothing can send, and `IPPool.DoesNotExist` when the tenant may not use the pool.
+    node, in `region` and on `node` when given) whose (IP, provider) pair is not suspended (adaptive throttling)
+    and that still have capacity for this provider: the per-minute/hour limits of their throttle rules (halved
+    while the pair is slowed) and their warm-up caps today. Reservation is a Redis INCRBY per counter (the atomic
+    gate); a missing warm-up counter is re-seeded from the database first. May reserve fewer than `count` when an
+    IP has less left. Raises `NoCapacity(reason, until)` when nothing can send, and `IPPool.DoesNotExist` when the
+    tenant may not use the pool.
     """
     now = now or timezone.now()
     rng = rng or random
@@ -235,13 +245,38 @@ def select_source_ip(*, tenant, pool, provider, region=None, count=1, now=None, 
         raise IPPool.DoesNotExist(f"IP pool {pool_id} does not exist or is not usable by this tenant.")
     members = _usable_members(pool, region=region or pool.region or None, node=node, now=now)
     client = counters.get_redis()
-    frees = []
+    rules = throttle_rules(getattr(tenant, "pk", tenant), provider, [m.ip_id for m in members])
+    suspended, limited, capped = [], [], []  # when each kind of "not now" frees
     for member in _weighted_order(members, rng):
-        reserved, until = _reserve(client, member.ip, provider, count, now)
+        state = pair_state(member.ip_id, provider, client=client)
+        if state.suspended(now):
+            suspended.append(state.until_datetime)
+            continue
+        wanted, taken, until = _reserve_rates(client, rules[member.ip_id], member.ip_id, provider, count, state, now)
+        if not wanted:
+            limited.append(until)
+            continue
+        reserved, until = _reserve(client, member.ip, provider, wanted, now)
+        for key, amount in taken:
+            counters.give_back(client, key, amount - reserved)
         if reserved:
-            return Selection(ip=member.ip, reserved=reserved, provider=provider)
-        frees.append(until)
-    raise NoCapacity(f"Every usable IP of pool {pool} reached its warm-up cap for {provider}.", until=min(frees))
+            return Selection(ip=member.ip, reserved=reserved, provider=provider, level=state.level)
+        capped.append(until)
+    name = Provider(provider).label
+    if suspended and not (limited or capped):
+        until = min(suspended)
+        raise NoCapacity(
+            f"Rate limited by {name} until {until:%Y-%m-%d %H:%M:%S} UTC on every usable IP of pool {pool}.", until
+        )
+    if limited and not (suspended or capped):
+        raise NoCapacity(f"Every usable IP of pool {pool} reached its throttle rules' rate for {name}.", min(limited))
+    if capped and not (suspended or limited):
+        raise NoCapacity(f"Every usable IP of pool {pool} reached its warm-up cap for {provider}.", until=min(capped))
+    raise NoCapacity(
+        f"No usable IP of pool {pool} may send to {name} now: {len(suspended)} rate limited by {name}, "
+        f"{len(limited)} at a throttle rule's rate, {len(capped)} at the warm-up cap.",
+        until=min(suspended + limited + capped),
+    )
 
 
 def _usable_members(pool, *, region, node, now):
@@ -321,6 +356,31 @@ def _reserve(client, ip, provider, wanted, now):
     return granted, None
 
 
+def _reserve_rates(client, rules, ip_id, provider, wanted, state, now):
+    """Take up to `wanted` from the per-minute/hour counters of the IP's throttle rules (limits scaled down by the
+    pair's state): (granted, [(key, granted)] to give back from, when capacity frees if nothing was granted)."""
+    gates = []
+    minute, hour = int(now.timestamp()) // 60, int(now.timestamp()) // 3600
+    for rule in rules:
+        if rule.max_per_minute:
+            key = f"{RATE_KEY_PREFIX}{rule.pk}:{ip_id}:{provider}:m{minute}"
+            gates.append((key, state.scale(rule.max_per_minute), RATE_MINUTE_KEY_TTL_SECONDS, (minute + 1) * 60))
+        if rule.max_per_hour:
+            key = f"{RATE_KEY_PREFIX}{rule.pk}:{ip_id}:{provider}:h{hour}"
+            gates.append((key, state.scale(rule.max_per_hour), RATE_HOUR_KEY_TTL_SECONDS, (hour + 1) * 3600))
+    granted, taken = wanted, []
+    for key, cap, ttl, frees_at in gates:
+        got = counters.take(client, key, granted, cap)
+        client.expire(key, ttl)
+        for earlier_key, amount in taken:
+            counters.give_back(client, earlier_key, amount - got)
+        taken = [(k, got) for k, _ in taken] + [(key, got)]
+        granted = got
+        if not granted:
+            return 0, [], datetime.fromtimestamp(frees_at, tz=UTC)
+    return granted, taken, None
+
+
 def flush_usage():
     """Write the Redis reservation counters of changed keys into `IPDailyUsage` (never lowering a count).
     Returns how many counters were written."""
@@ -372,6 +432,132 @@ def record_outcomes(ip, provider, *, delivered=0, bounced=0, deferred=0, complai
         deferred=F("deferred") + deferred,
         complained=F("complained") + complained,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Throttling per (source IP, provider): admins' rules and adaptive slow-down (Redis state, see throttle.py)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairLimits:
+    """What one batch from a source IP to a provider may do now."""
+
+    connections: int  # SMTP connections at once
+    messages_per_connection: int | None  # None: the engine's default
+    suspended_until: object = None  # an aware datetime while the pair is suspended, else None
+    level: int = 0  # halvings in force
+
+
+def throttle_rules(tenant_id, provider, ip_ids):
+    """{ip id: [enabled ThrottleRule]} matching mail of `tenant_id` from each IP to `provider`: platform rules and
+    the tenant's own, for the IP itself, a pool it is a member of, or every IP; for the provider or any."""
+    rules = list(
+        ThrottleRule.objects.filter(enabled=True, provider__in=["", provider]).filter(
+            Q(tenant__isnull=True) | Q(tenant_id=tenant_id)
+        )
+    )
+    ip_ids = list(ip_ids)
+    if not rules:
+        return {ip_id: [] for ip_id in ip_ids}
+    pool_ids = {rule.pool_id for rule in rules if rule.pool_id}
+    members = set()
+    if pool_ids:
+        members = IPPoolMember.objects.filter(pool_id__in=pool_ids, ip_id__in=ip_ids)
+        members = set(members.values_list("pool_id", "ip_id"))
+    return {
+        ip_id: [
+            rule for rule in rules
+            if rule.ip_id == ip_id or (rule.pool_id, ip_id) in members or (rule.ip_id is None and rule.pool_id is None)
+        ]
+        for ip_id in ip_ids
+    }  # fmt: skip
+
+
+def pair_state(ip_id, provider, *, client=None):
+    """The adaptive state of an (IP, provider) pair; Redis re-seeded from `ThrottleState` when it lost the pair."""
+    client = client or counters.get_redis()
+    state = throttle.read(client, ip_id, provider)
+    if state is None:
+        throttle.seed(client, ip_id, provider, ThrottleState.objects.filter(ip_id=ip_id, provider=provider).first())
+        state = throttle.read(client, ip_id, provider) or throttle.PairState()
+    return state
+
+
+def pair_limits(ip, provider, *, tenant_id=None, connections, now=None):
+    """The limits of the next batch from `ip` to `provider`: `connections` (the engine's default) lowered by the
+    matching throttle rules and halved per slow-down level (at least 1); whether the pair is suspended."""
+    now = now or timezone.now()
+    ip_id = getattr(ip, "pk", ip)
+    provider = provider if provider in Provider.values else Provider.OTHER
+    state = pair_state(ip_id, provider)
+    rules = throttle_rules(tenant_id, provider, [ip_id])[ip_id]
+    base = min([connections, *(rule.max_connections for rule in rules if rule.max_connections)])
+    per_connection = min((r.max_messages_per_connection for r in rules if r.max_messages_per_connection), default=None)
+    return PairLimits(
+        connections=state.scale(base),
+        messages_per_connection=per_connection,
+        suspended_until=state.until_datetime if state.suspended(now) else None,
+        level=state.level,
+    )
+
+
+def rate_limited(ip, provider, *, reply="", hint=None, now=None):
+    """A receiver of `provider` answered `ip` with a rate-limit reply: halve the pair's speed and suspend it (see
+    throttle.py). Replies of the same incident (while suspended) change nothing. Returns the pair's state."""
+    now = now or timezone.now()
+    ip_id = getattr(ip, "pk", ip)
+    provider = provider if provider in Provider.values else Provider.OTHER
+    client = counters.get_redis()
+    pair_state(ip_id, provider, client=client)
+    changed, state = throttle.slow(client, ip_id, provider, now=now, hint=hint)
+    if changed:
+        wait = state.until - int(now.timestamp())
+        message = (
+            f"Rate limited by {Provider(provider).label}: slowed to 1/{2**state.level} of full speed and suspended for "
+            f"{wait} s, until {state.until_datetime:%Y-%m-%d %H:%M:%S} UTC."
+        )
+        _record_throttle(ip_id, provider, state, IPEventKind.THROTTLE_SLOWED, message, reply, now)
+    return state
+
+
+def record_successes(ip, provider, count, *, now=None):
+    """`count` messages from `ip` to `provider` were delivered: a slowed pair eases one level per
+    THROTTLE_RESTORE_AFTER deliveries in a row. Returns the pair's state."""
+    now = now or timezone.now()
+    ip_id = getattr(ip, "pk", ip)
+    provider = provider if provider in Provider.values else Provider.OTHER
+    client = counters.get_redis()
+    state = pair_state(ip_id, provider, client=client)
+    if state.level == 0 or count <= 0:
+        return state
+    changed, state = throttle.succeed(client, ip_id, provider, count, now=now)
+    if changed:
+        name = Provider(provider).label
+        if state.level == 0:
+            kind, message = IPEventKind.THROTTLE_RESTORED, f"Deliveries to {name} succeed again: back to full speed."
+        else:
+            kind = IPEventKind.THROTTLE_EASED
+            message = f"Deliveries to {name} succeed again: eased to 1/{2**state.level} of full speed."
+        _record_throttle(ip_id, provider, state, kind, message, "", now)
+    return state
+
+
+def _record_throttle(ip_id, provider, state, kind, message, reason, now):
+    """The durable copy of a pair's transition and its IP event (not an audit entry: no configuration changed)."""
+    try:
+        with transaction.atomic():
+            ThrottleState.objects.update_or_create(
+                ip_id=ip_id, provider=provider,
+                defaults={"level": state.level, "suspended_until": state.until_datetime, "reason": reason[:500],
+                          "backoff_seconds": state.backoff, "updated": now},
+            )  # fmt: skip
+            data = {"provider": provider, "level": state.level, "backoff": state.backoff, "reply": reason[:500]}
+            if state.until:
+                data["until"] = state.until_datetime.isoformat()
+            IPEvent.objects.create(ip_id=ip_id, kind=kind, message=message, data=data, time=now)
+    except IntegrityError:  # the IP was deleted meanwhile: Redis keeps the state until it expires
+        logger.warning("Could not record throttle state of IP %s / %s", ip_id, provider)
 
 
 def usage_today(ip, now=None):
@@ -430,7 +616,7 @@ def step_warmup(ip, *, now=None):
     """Once per local calendar day: advance the IP one day if its last day stayed under the plan's thresholds,
     hold when one was exceeded (or nothing was sent), step back when one was exceeded at least
     WARMUP_SEVERE_FACTOR times. Past the plan's last day the IP becomes `active`. Returns the event or None."""
-    ip = IPAddress.objects.select_for_update().select_related("warmup_plan").get(pk=ip.pk)
+    ip = IPAddress.objects.select_for_update(of=("self",)).select_related("warmup_plan").get(pk=ip.pk)
     plan = ip.warmup_plan
     if ip.state != IPState.WARMING or plan is None:
         return None

@@ -1,5 +1,6 @@
 """Serializers of the IP pools API."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -19,6 +20,8 @@ from ..models import (
     IPPoolMember,
     ReputationSample,
     TenantDefaultPool,
+    ThrottleRule,
+    ThrottleState,
     WarmupPlan,
 )
 
@@ -246,4 +249,53 @@ class ReputationSampleSerializer(serializers.ModelSerializer):
     class Meta:
         model = ReputationSample
         fields = ["id", "ip", "time", "score", "explanation", "data"]
+        read_only_fields = fields
+
+
+class ThrottleRuleSerializer(serializers.ModelSerializer):
+    """A throttle rule. Platform principals name the tenant (empty: a platform rule); tenant members' rules belong to
+    their current tenant and name only IPs and pools it may use."""
+
+    tenant = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Tenant.objects.all(), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = ThrottleRule
+        fields = [
+            "id", "tenant", "ip", "pool", "provider", "max_connections", "max_messages_per_connection",
+            "max_per_minute", "max_per_hour", "enabled", "description", "created", "last_updated",
+        ]  # fmt: skip
+        read_only_fields = ["created", "last_updated"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is not None:  # what the actor cannot see does not exist for it
+            fields["ip"].queryset = IPAddress.objects.restrict(request.user, "view")
+            fields["pool"].queryset = IPPool.objects.restrict(request.user, "view")
+            if not Principal.of(request.user).is_platform:
+                fields["tenant"].read_only = True
+        return fields
+
+    def validate(self, attrs):
+        request = self.context["request"]
+        current = {f: getattr(self.instance, f) for f in self.Meta.fields if hasattr(self.instance, f)}
+        merged = {k: v for k, v in {**current, **attrs}.items() if k not in ("id", "created", "last_updated")}
+        if not Principal.of(request.user).is_platform:
+            merged["tenant"] = self.instance.tenant if self.instance else getattr(request, "tenant", None)
+        rule = ThrottleRule(**merged)
+        try:
+            rule.clean()
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(serializers.as_serializer_error(error)) from None
+        return attrs
+
+
+class ThrottleStateSerializer(serializers.ModelSerializer):
+    address = serializers.CharField(source="ip.address", read_only=True)
+
+    class Meta:
+        model = ThrottleState
+        fields = ["id", "ip", "address", "provider", "level", "suspended_until", "backoff_seconds", "reason", "updated"]
         read_only_fields = fields

@@ -11,5 +11,7 @@ router.register("ip-pool-grants", views.IPPoolGrantViewSet)
 router.register("warmup-plans", views.WarmupPlanViewSet)
 router.register("blocklist-checks", views.BlocklistCheckViewSet)
 router.register("default-pools", views.TenantDefaultPoolViewSet)
+router.register("throttle-rules", views.ThrottleRuleViewSet)
+router.register("throttle-states", views.ThrottleStateViewSet)
 
 urlpatterns = router.urls

@@ -21,6 +21,8 @@ from ..filtersets import (
     IPPoolFilterSet,
     IPPoolGrantFilterSet,
     IPPoolMemberFilterSet,
+    ThrottleRuleFilterSet,
+    ThrottleStateFilterSet,
     WarmupPlanFilterSet,
 )
 from ..models import (
@@ -31,6 +33,8 @@ from ..models import (
     IPPoolGrant,
     IPPoolMember,
     TenantDefaultPool,
+    ThrottleRule,
+    ThrottleState,
     WarmupPlan,
 )
 from .serializers import (
@@ -44,6 +48,8 @@ from .serializers import (
     ReputationSampleSerializer,
     StartWarmupSerializer,
     TenantDefaultPoolSerializer,
+    ThrottleRuleSerializer,
+    ThrottleStateSerializer,
     WarmupPlanSerializer,
 )
 
@@ -192,3 +198,25 @@ class TenantDefaultPoolViewSet(TenantModelViewSet):
     queryset = TenantDefaultPool.objects.select_related("tenant", "pool")
     serializer_class = TenantDefaultPoolSerializer
     filterset_fields = ["purpose", "pool"]
+
+
+class ThrottleRuleViewSet(TenantModelViewSet):
+    """Throttle rules: a tenant's own (its admins), or platform rules (operators; tenant empty)."""
+
+    queryset = ThrottleRule.objects.select_related("tenant", "ip", "pool")
+    serializer_class = ThrottleRuleSerializer
+    filterset_class = ThrottleRuleFilterSet
+
+    def perform_create(self, serializer):
+        if not self.principal.is_platform:
+            return super().perform_create(serializer)
+        with transaction.atomic():  # an operator names the tenant, or none for a platform rule
+            serializer.save()
+
+
+class ThrottleStateViewSet(ReadOnlyPlatformViewSet):
+    """Adaptively slowed (IP, provider) pairs (the durable copy; the live state is in Redis)."""
+
+    queryset = ThrottleState.objects.select_related("ip")
+    serializer_class = ThrottleStateSerializer
+    filterset_class = ThrottleStateFilterSet

@@ -1,9 +1,11 @@
-"""Models of the IP pools app: delivery nodes, source IPs, pools, warm-up plans, usage counters, blocklists."""
+"""Models of the IP pools app: delivery nodes, source IPs, pools, warm-up plans, usage counters, blocklists,
+throttle rules and adaptive throttle state."""
 
 from .addresses import IPAddress, IPEvent, ReputationSample
 from .blocklists import BlocklistCheck, BlocklistZone
 from .nodes import DeliveryNode
 from .pools import IPPool, IPPoolGrant, IPPoolMember, TenantDefaultPool
+from .throttles import ThrottleRule, ThrottleState
 from .warmup import IPDailyUsage, WarmupPlan
 
 __all__ = [
@@ -18,5 +20,7 @@ __all__ = [
     "IPPoolMember",
     "ReputationSample",
     "TenantDefaultPool",
+    "ThrottleRule",
+    "ThrottleState",
     "WarmupPlan",
 ]

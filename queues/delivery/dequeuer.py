@@ -6,9 +6,10 @@ The dequeuer: turn ready messages into batch jobs, and claim a batch's rows insi
 1. puts rows back whose worker lease ran out (`sending` past `lease_expires`: the worker died),
 2. expires rows that waited past the retry horizon without a successful try,
 3. reads ready rows (queued or deferred, due, no live lease), highest priority first, groups them by
-   (tenant, IP pool, recipient domain), asks ippools for a source IP per group (that IP's node decides
-   the queue), marks each chunk of up to DELIVERY_BATCH_SIZE rows as scheduled (`lease_owner = "q:<batch>"`,
-   a short lease) and enqueues ONE RQ job per chunk on `delivery-<node>` after commit. Payload: ids only.
+   (tenant, IP pool, recipient domain), asks ippools for a source IP per group and destination provider (from
+   the domain and its MX hosts: `provider_of`; that IP's node decides the queue), marks each chunk of up to
+   DELIVERY_BATCH_SIZE rows as scheduled (`lease_owner = "q:<batch>"`, a short lease) and enqueues ONE RQ job
+   per chunk on `delivery-<node>` after commit. Payload: ids only.
 
 The database is the truth: if Redis loses the jobs, the scheduled leases run out and the next run enqueues
 the rows again. A row enqueued twice is still sent once: the worker's claim is a conditional UPDATE.
@@ -20,6 +21,7 @@ serialises writers with IMMEDIATE transactions, so the condition is evaluated un
 
 import logging
 import os
+import time
 import uuid
 from collections import OrderedDict
 from datetime import timedelta
@@ -31,7 +33,7 @@ from django.utils import timezone
 
 from ..choices import READY_STATUSES, EventKind, MessagePriority, MessageStatus
 from ..constants import CLAIMED_LEASE_PREFIX, DELIVERY_QUEUE_PREFIX, SCHEDULED_LEASE_PREFIX
-from ..models import Message, MessageEvent
+from ..models import Message, MessageEvent, Route
 
 logger = logging.getLogger(__name__)
 
@@ -105,19 +107,51 @@ def expire_overdue(now=None):
     return count
 
 
-def _select_ip(tenant_id, pool_id, priority, domain, count):
+_provider_fallbacks = {}  # domain -> (monotonic expiry, provider) guessed from the name after a DNS failure
+
+
+def provider_of(tenant_id, domain, routes=None):
+    """The mailbox provider mail to `domain` counts against: from the domain and its MX hosts (so a Google Workspace
+    domain counts as Google). Mail through a route or the demo capture server, and domains whose MX lookup failed
+    (remembered for MX_NEGATIVE_CACHE_SECONDS), are judged by the name alone. MX answers come from the engine's
+    TTL cache, shared with the sender: cheap after the first look."""
+    from ippools.providers import provider_for
+
+    from ..models import Route
+    from ..services import route_for
+    from .mx import resolve_destination
+
+    if routes is None:
+        routes = list(Route.objects.filter(tenant_id=tenant_id, enabled=True))
+    if route_for(tenant_id, domain, routes) is not None:
+        return provider_for(domain)
+    if settings.DEMO_MODE and not Route.objects.filter(enabled=True).exists():
+        return provider_for(domain)
+    fallback = _provider_fallbacks.get(domain)
+    if fallback is not None and fallback[0] > time.monotonic():
+        return fallback[1]
+    destination = resolve_destination(domain)
+    if destination.error is not None:
+        provider = provider_for(domain)
+        if len(_provider_fallbacks) >= settings.MX_CACHE_MAX_ENTRIES:
+            _provider_fallbacks.clear()
+        _provider_fallbacks[domain] = (time.monotonic() + settings.MX_NEGATIVE_CACHE_SECONDS, provider)
+        return provider
+    return provider_for(domain, [host for host, _ in destination.hosts])
+
+
+def _select_ip(tenant_id, pool_id, priority, provider, count):
     """(ip, how many rows it may take) from ippools, or (None, (reason, until)) when nothing can send now."""
     from deliveryhub.models import Tenant
     from ippools import services as ip_services
     from ippools.models import IPPool
-    from ippools.providers import provider_for
 
     tenant = Tenant.objects.get(pk=tenant_id)
     pool = pool_id or default_pool(tenant, priority)
     if pool is None:
         return None, ("No IP pool is available to this tenant: ask an operator to grant one.", None)
     try:
-        selection = ip_services.select_source_ip(tenant=tenant, pool=pool, provider=provider_for(domain), count=count)
+        selection = ip_services.select_source_ip(tenant=tenant, pool=pool, provider=provider, count=count)
     except ip_services.NoCapacity as exc:
         return None, (exc.reason, exc.until)
     except IPPool.DoesNotExist:
@@ -150,19 +184,26 @@ def schedule(now=None):
     groups = OrderedDict()
     for pk, tenant_id, pool_id, priority, domain in rows:
         groups.setdefault((tenant_id, pool_id, priority, domain), []).append(pk)
-    batches = 0
+    batches, routes = 0, {}
     for (tenant_id, pool_id, priority, domain), ids in groups.items():
+        try:
+            if tenant_id not in routes:
+                routes[tenant_id] = list(Route.objects.filter(tenant_id=tenant_id, enabled=True))
+            provider = provider_of(tenant_id, domain, routes[tenant_id])
+        except Exception:  # one bad group never stops the others
+            logger.exception("Finding the provider of %s failed", domain)
+            continue
         for start in range(0, len(ids), settings.DELIVERY_BATCH_SIZE):
             chunk = ids[start : start + settings.DELIVERY_BATCH_SIZE]
             try:
-                batches += _schedule_chunk(tenant_id, pool_id, priority, domain, chunk, now)
+                batches += _schedule_chunk(tenant_id, pool_id, priority, provider, chunk, now)
             except Exception:  # one bad group never stops the others
                 logger.exception("Scheduling %d message(s) to %s failed", len(chunk), domain)
     return batches
 
 
-def _schedule_chunk(tenant_id, pool_id, priority, domain, chunk, now):
-    ip, reserved = _select_ip(tenant_id, pool_id, priority, domain, len(chunk))
+def _schedule_chunk(tenant_id, pool_id, priority, provider, chunk, now):
+    ip, reserved = _select_ip(tenant_id, pool_id, priority, provider, len(chunk))
     if ip is None:
         reason, until = reserved
         until = until or now + timedelta(seconds=NO_CAPACITY_RETRY_SECONDS)

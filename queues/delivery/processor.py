@@ -71,6 +71,8 @@ class Batch:
     route: object = None
     destination: object = None
     rules: list = field(default_factory=list)
+    provider: str | None = None  # the destination's mailbox provider (batch_provider)
+    rate_limited: set = field(default_factory=set)  # source IP ids slowed by this batch
 
     def open(self):
         return [item for item in self.items if item.outcome is None]
@@ -227,6 +229,10 @@ def send_via_sender(batch):
         by_ip.setdefault(item.message.source_ip_id, []).append(item)
     for group in by_ip.values():
         ip = group[0].message.source_ip
+        limits = _pair_limits(batch, ip)
+        if limits is not None and limits.suspended_until is not None:  # suspended since scheduling: give back
+            _release_rate_limited(batch, group, limits.suspended_until)
+            continue
         tls_policy = "required" if (batch.route and batch.route.tls_required) else _tls_policy(group[0].message)
         outbound = [
             OutboundMessage(id=item.message.pk, mail_from=item.message.mail_from, rcpt_to=item.message.rcpt_to,
@@ -237,12 +243,65 @@ def send_via_sender(batch):
         results = state.deliver(
             outbound, destination=destination, source_ip=ip.address,
             ehlo_hostname=ip.ehlo_hostname or settings.SMTPD_HOSTNAME, tls_policy=tls_policy,
-            concurrency=settings.DELIVERY_BATCH_CONCURRENCY, rules=batch.rules or None,
+            concurrency=limits.connections if limits else settings.DELIVERY_BATCH_CONCURRENCY,
+            max_messages_per_connection=limits.messages_per_connection if limits else None, rules=batch.rules or None,
         )  # fmt: skip
-        logger.info("Sent %d message(s) to %s from %s in %.2fs", len(group), group[0].message.rcpt_domain,
+        logger.info("Sent %d message(s) to %s from %s in %.2fs", len(results), group[0].message.rcpt_domain,
                     ip.address, time.monotonic() - started)  # fmt: skip
+        limited = [r for r in results.values() if normalise_action(r.action) == DEFER_SLOW]
+        if limited:  # the receiver asked us to slow down: slow the pair now, give back what was not tried
+            until = _rate_limited(batch, ip, limited)
+            _release_rate_limited(batch, [item for item in group if item.message.pk not in results], until)
         for item in group:
-            _settle(batch, item, results.get(item.message.pk))
+            if item.outcome is None:
+                _settle(batch, item, results.get(item.message.pk))
+
+
+def batch_provider(batch):
+    """The provider of the batch's destination: from the domain and its MX hosts (the name alone for a route or the
+    capture server), as the scheduler judged it (queues.delivery.dequeuer.provider_of)."""
+    from ippools.providers import provider_for
+
+    if batch.provider is None:
+        destination = batch.destination
+        hosts = [] if destination is None or destination.relay else [host for host, _ in destination.hosts]
+        batch.provider = provider_for(batch.items[0].message.rcpt_domain, hosts)
+    return batch.provider
+
+
+def _pair_limits(batch, ip):
+    """The (source IP, provider) pair's limits now (ippools: throttle rules, adaptive slow-down, suspension)."""
+    from ippools import services as ip_services
+
+    try:
+        return ip_services.pair_limits(ip, batch_provider(batch), tenant_id=batch.items[0].message.tenant_id,
+                                       connections=settings.DELIVERY_BATCH_CONCURRENCY)  # fmt: skip
+    except Exception:  # throttle state unreadable (Redis away): send with the defaults rather than not at all
+        logger.exception("Reading the throttle state of %s failed", ip)
+        return None
+
+
+def _rate_limited(batch, ip, results):
+    """Slow and suspend the pair after rate-limit replies; returns when it may send again (or None)."""
+    from ippools import services as ip_services
+
+    batch.rate_limited.add(ip.pk)
+    hint = max((r.retry_after or 0 for r in results), default=0)
+    try:
+        state = ip_services.rate_limited(ip, batch_provider(batch), reply=results[0].smtp_output, hint=hint)
+    except Exception:
+        logger.exception("Slowing %s toward %s failed", ip, batch_provider(batch))
+        return None
+    return state.until_datetime
+
+
+def _release_rate_limited(batch, items, until):
+    from ippools.choices import Provider
+
+    name = Provider(batch_provider(batch)).label
+    when = f" until {until:%Y-%m-%d %H:%M:%S} UTC" if until else ""
+    for item in items:
+        item.outcome = Outcome("release", f"Rate limited by {name}{when}: not tried, rescheduled.", retry_at=until)
 
 
 def _tls_policy(message):
@@ -388,31 +447,29 @@ def _event_data(result):
 
 
 def _record_ip_outcomes(batch, rows):
-    """Tell ippools per (source IP, provider) how it went; rate-limit replies slow the pair."""
-    try:
-        from ippools import services as ip_services
-        from ippools.providers import provider_for
-    except ImportError:
+    """Tell ippools per (source IP, provider) how it went: warm-up and reputation counts, and deliveries that
+    ease a slowed pair (a pair rate limited in this batch was slowed already, in send_via_sender)."""
+    from ippools import services as ip_services
+
+    if not rows:
         return
-    mx_hosts = [h for h, _ in getattr(batch.destination, "hosts", []) or []]
+    provider = batch_provider(batch)
     counts = {}
     for message in rows:
         if message.source_ip is None or message.status == MessageStatus.SUPPRESSED:
             continue
-        provider = provider_for(message.rcpt_domain, mx_hosts)
-        bucket = counts.setdefault((message.source_ip, provider), {"delivered": 0, "bounced": 0, "deferred": 0})
+        bucket = counts.setdefault(message.source_ip, {"delivered": 0, "bounced": 0, "deferred": 0})
         if message.status == MessageStatus.DELIVERED:
             bucket["delivered"] += 1
         elif message.status == MessageStatus.BOUNCED:
             bucket["bounced"] += 1
         elif message.status in (MessageStatus.DEFERRED, MessageStatus.EXPIRED):
             bucket["deferred"] += 1
-    slowed = {(i.message.source_ip_id) for i in batch.items if i.outcome and i.outcome.action == DEFER_SLOW}
-    for (ip, provider), bucket in counts.items():
+    for ip, bucket in counts.items():
         try:
             ip_services.record_outcomes(ip, provider, **bucket)
-            if ip.pk in slowed and hasattr(ip_services, "rate_limited"):
-                ip_services.rate_limited(ip, provider)
+            if ip.pk not in batch.rate_limited and bucket["delivered"]:
+                ip_services.record_successes(ip, provider, bucket["delivered"])
         except Exception:  # statistics must never fail a delivered batch
             logger.exception("Recording outcomes for %s/%s failed", ip, provider)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from ..classifier import make_result, reclassify
+from ..classifier import DEFER_SLOW, make_result, reclassify
 from ..endpoint import OPPORTUNISTIC, REQUIRED, ConnectFailed, Endpoint, NotSent, Timeouts, address_family_matches
 from ..mx import Destination, resolve_host
 from ..result import SendResult
@@ -83,12 +83,16 @@ class ConnectionPool:
         tls_policy: str = OPPORTUNISTIC,
         concurrency: int = 1,
         rules=None,
+        max_messages_per_connection: int | None = None,
     ) -> dict[object, SendResult]:
-        """Send `messages` to `destination` from `source_ip`; returns {message id: SendResult} for every message.
+        """Send `messages` to `destination` from `source_ip`; returns {message id: SendResult} for every message
+        tried.
 
         `tls_policy` "required" (or a relay's tls_required) verifies certificates and defers rather than send in
         plain text or to an unverified host; "opportunistic" uses STARTTLS when offered without verification.
-        `rules`: admins' classification rules, tried before the defaults.
+        `rules`: admins' classification rules, tried before the defaults. `max_messages_per_connection` lowers
+        the pool's limit for this batch (a throttle rule). A rate-limit reply (action defer+slow) stops the batch:
+        messages not tried yet get no result (the caller gives them back unsent).
         """
         if not messages:
             return {}
@@ -96,6 +100,8 @@ class ConnectionPool:
             return {message.id: destination.error for message in messages}
         policy = REQUIRED if (tls_policy == REQUIRED or destination.tls_required) else OPPORTUNISTIC
         batch = _Batch(self, messages, destination, source_ip, ehlo_hostname, policy, rules)
+        if max_messages_per_connection:
+            batch.max_messages = min(batch.max_messages, int(max_messages_per_connection))
         lanes = max(1, min(int(concurrency or 1), len(messages), self.max_per_destination))
         batch.active = lanes
         await asyncio.gather(*(batch.lane() for _ in range(lanes)))
@@ -196,11 +202,11 @@ class ConnectionPool:
                     break  # the host answered: its other addresses would answer the same
         raise failure
 
-    async def release(self, key, endpoint: Endpoint) -> None:
+    async def release(self, key, endpoint: Endpoint, max_messages: int | None = None) -> None:
         """Give a connection back: kept idle if usable and under the per-connection message limit, else closed."""
         condition = self._condition(key)
         async with condition:
-            if endpoint.usable and endpoint.messages_sent < self.max_messages_per_connection:
+            if endpoint.usable and endpoint.messages_sent < (max_messages or self.max_messages_per_connection):
                 endpoint.last_used = time.monotonic()
                 self._idle[key].append(endpoint)
             else:
@@ -253,6 +259,8 @@ class _Batch:
         self.results: dict[object, SendResult] = {}
         self.active = 0
         self.retried: set = set()
+        self.max_messages = pool.max_messages_per_connection
+        self.halted = False  # a rate-limit reply came: take no more messages
 
     def key(self, host: str, port: int) -> tuple:
         return (self.source_ip, host, port, self.ehlo_hostname, self.tls_policy, self.destination.username)
@@ -268,6 +276,9 @@ class _Batch:
         if self.rules:
             result = reclassify(result, self.rules)
         self.results[message.id] = result
+        if result.action == DEFER_SLOW and not self.halted:  # the receiver asks us to slow down: stop here
+            self.halted = True
+            self.queue.clear()
 
     async def lane(self) -> None:
         endpoint, key, message = None, None, None
@@ -284,8 +295,10 @@ class _Batch:
                 try:
                     result = await endpoint.send(message)
                 except NotSent:
-                    await self.pool.release(key, endpoint)
+                    await self.pool.release(key, endpoint, self.max_messages)
                     endpoint = None
+                    if self.halted:  # not tried: given back unsent
+                        continue
                     if message.id not in self.retried:  # once, on a fresh connection
                         self.retried.add(message.id)
                         self.queue.appendleft(message)
@@ -294,10 +307,8 @@ class _Batch:
                     result = make_result(None, None, text, connect_error=True, source_ip=self.source_ip)
                 self.pool.messages_sent += 1
                 self.record(message, result)
-                if endpoint is not None and (
-                    not endpoint.usable or endpoint.messages_sent >= self.pool.max_messages_per_connection
-                ):
-                    await self.pool.release(key, endpoint)
+                if endpoint is not None and (not endpoint.usable or endpoint.messages_sent >= self.max_messages):
+                    await self.pool.release(key, endpoint, self.max_messages)
                     endpoint = None
         except Exception:  # a bug must not lose the batch: what is left defers with the error, the worker goes on
             logger.exception("SMTP lane to %s failed", self.destination.domain)
@@ -313,7 +324,7 @@ class _Batch:
         finally:
             self.active -= 1
             if endpoint is not None:
-                await self.pool.release(key, endpoint)
+                await self.pool.release(key, endpoint, self.max_messages)
 
     def _give_up(self, message: OutboundMessage, result: SendResult) -> None:
         """No connection could be had. Other lanes still connected take the rest of the queue; the last lane
