@@ -25,6 +25,20 @@ class DomainSettingsForm(forms.ModelForm):
     class Meta:
         model = SendingDomain
         fields = list(DOMAIN_FIELDS)
+        labels = {
+            "return_path_subdomain": "Return-path subdomain",
+            "dmarc_policy": "DMARC policy",
+            "dmarc_rua": "DMARC aggregate reports to (rua)",
+            "dmarc_ruf": "DMARC failure reports to (ruf)",
+            "dmarc_alignment": "DMARC alignment",
+            "bulk_sender": "Bulk sender",
+            "spf_all": "SPF ends with",
+            "spf_extra_terms": "Other SPF senders",
+            "tls_policy": "TLS policy",
+            "mta_sts_mode": "MTA-STS mode",
+            "tls_rpt_rua": "TLS-RPT reports to",
+            "allow_unverified_sending": "Allow sending before DKIM verifies",
+        }
 
 
 class DomainAddForm(DomainSettingsForm):

@@ -79,7 +79,7 @@ def record_plan(domain, ips=None):
                 key.dns_name,
                 "TXT",
                 key.dns_txt_value(),
-                f"{key.label}: {why}",
+                f"{key.label}{' (second signature beside RSA, RFC 8463)' if key.key_bits is None else ''}: {why}",
                 subject=key.selector,
                 required=key.state != DkimKeyState.RETIRING,
                 data=key,

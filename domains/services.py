@@ -138,12 +138,15 @@ def rotate_dkim_key(domain, *, algorithm=DkimAlgorithm.RSA_SHA256, bits=None, ac
     pending key of the same algorithm (never verified) is retired at once."""
     domain = SendingDomain.objects.select_for_update().get(pk=domain.pk)
     for stale in DkimKey.objects.filter(domain=domain, algorithm=algorithm, state=DkimKeyState.PENDING):
-        _set_key_state(stale, DkimKeyState.RETIRED, "dkim.retire", "Replaced by a newer pending key before it verified.",
-                       retired_at=timezone.now())  # fmt: skip
+        _set_key_state(
+            stale, DkimKeyState.RETIRED, "dkim.retire", "Replaced by a newer pending key before it verified.",
+            retired_at=timezone.now(),
+        )  # fmt: skip
     key = create_dkim_key(domain, algorithm=algorithm, bits=bits, acting_user=acting_user)
     current = DkimKey.objects.filter(domain=domain, algorithm=algorithm, state=DkimKeyState.ACTIVE).first()
     audit.record(
-        "dkim.rotate", obj=domain, postchange={"selector": key.selector, "algorithm": key.algorithm, "bits": key.key_bits},
+        "dkim.rotate", obj=domain,
+        postchange={"selector": key.selector, "algorithm": key.algorithm, "bits": key.key_bits},
         message=f"New {key.label} key {key.selector}: publish {key.dns_name}; it signs once that record verifies"
         + (f", and {current.selector} stays published for the grace period." if current else "."),
     )  # fmt: skip
@@ -306,7 +309,9 @@ def _apply_key_transitions(domain, checks, now):
             DkimKey.objects.filter(pk=key.pk).update(verified_at=now)
     active = [k for k in DkimKey.objects.filter(domain=domain, state=DkimKeyState.ACTIVE)]
     statuses = [by_selector[k.selector].effective_status for k in active if k.selector in by_selector]
-    domain.dkim_verified = bool(statuses) and all(s == DNSCheckStatus.OK for s in statuses)
+    # Ed25519 is a second signature (RFC 8463): many receivers do not check it, so an RSA key must sign too.
+    has_rsa = any(k.algorithm == DkimAlgorithm.RSA_SHA256 for k in active)
+    domain.dkim_verified = has_rsa and bool(statuses) and all(s == DNSCheckStatus.OK for s in statuses)
     if domain.dkim_verified and domain.ownership_verified is None:
         domain.ownership_verified = now  # publishing our key proves control of the zone
 

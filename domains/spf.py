@@ -242,13 +242,14 @@ class SpfWalker:
             hosts = [rdata.exchange.to_text().rstrip(".") for rdata in result.answer][:SPF_MAX_MX_HOSTS]
         networks = []
         for host in hosts:
-            found = []
+            found, failed = [], False
             for rdtype in ("A", "AAAA"):
                 result = self.query(host, rdtype)
                 if result.status == dh_dns.ERROR:
                     self.report.temp_errors.append(f"{rdtype} lookup of {host} failed: {result.error}")
+                    failed = True
                 found += [ipaddress.ip_address(r) for r in result.records] if result.ok else []
-            if not found and name == "a":
+            if not found and not failed and name == "a":  # a failed lookup is unknown, not void
                 self.report.void_lookups += 1
             networks += [ipaddress.ip_network(f"{ip}/{v4 if ip.version == 4 else v6}", strict=False) for ip in found]
         policy.terms.append((qualifier, name, networks))

@@ -118,11 +118,12 @@ class Checker:
         if report.policy.all in ("?", None) and report.policy.redirect is None:
             warnings.append("The record does not end with ~all or -all: mail from other hosts gets a neutral result.")
         if unauthorised:
-            what = ", ".join(unauthorised)
-            return CheckResult(record, MISMATCH, observed,
-                               f"SPF does not authorise {what}: mail sent from {'it' if len(unauthorised) == 1 else 'them'} "
-                               f"fails SPF. Add {'it' if len(unauthorised) == 1 else 'them'} (see the expected record).",
-                               warnings)  # fmt: skip
+            what, it = ", ".join(unauthorised), "it" if len(unauthorised) == 1 else "them"
+            return CheckResult(
+                record, MISMATCH, observed,
+                f"SPF does not authorise {what}: mail sent from {it} fails SPF. Add {it} (see the expected record).",
+                warnings,
+            )  # fmt: skip
         explanation = f"SPF authorises every IP this domain sends from ({report.lookups} of 10 DNS lookups used)."
         if not ips:
             explanation = f"SPF is valid ({report.lookups} of 10 DNS lookups); no sending IPs are assigned yet."
@@ -177,8 +178,14 @@ class Checker:
         if result.status == dh_dns.ERROR:
             answer = (ERROR, None, {}, [result.error], [])
         else:
-            records = [v for v in spf.txt_values(result) if v.lower().startswith("v=dmarc1")]
-            if not records:
+            values = spf.txt_values(result)
+            records = [v for v in values if v.lower().startswith("v=dmarc1")]
+            misplaced = [v for v in values if "v=dmarc1" in v.lower().replace(" ", "")]
+            if not records and misplaced:
+                answer = (INVALID, "\n".join(misplaced), {}, [
+                    "It must start with v=DMARC1: receivers ignore a record that does not, so no DMARC policy applies."
+                ], [])  # fmt: skip
+            elif not records:
                 answer = (MISSING, None, {}, [], [])
             elif len(records) > 1:
                 duplicate = (
@@ -245,7 +252,8 @@ class Checker:
         aspf = tags.get("aspf", "r").lower() if status == OK else "r"
         adkim = tags.get("adkim", "r").lower() if status == OK else "r"
         observed_text = f"adkim={adkim}; aspf={aspf}" + ("" if status == OK else " (defaults: no valid DMARC record)")
-        dkim_note = f"DKIM signs with d={domain.name}, the From domain itself: aligned in {'strict' if adkim == 's' else 'relaxed'} mode."
+        mode = "strict" if adkim == "s" else "relaxed"
+        dkim_note = f"DKIM signs with d={domain.name}, the From domain itself: aligned in {mode} mode."
         if aspf == "s":
             return CheckResult(
                 record,

@@ -69,8 +69,12 @@ class Accepted:
 
 def sending_domain_for(tenant, domain_name, field_name="from"):
     """The tenant's sending domain named `domain_name` if it may send now; ValidationError with the reason otherwise."""
-    from domains.models import SendingDomain
+    from domains.models import SendingDomain, normalise_domain_name
 
+    try:
+        domain_name = normalise_domain_name(domain_name)  # stored in IDNA form: bücher.example → xn--bcher-kva.example
+    except ValidationError:
+        pass  # not a domain at all: answered as "not a sending domain" below
     domain = SendingDomain.objects.filter(tenant=tenant, name__iexact=domain_name).first()
     if domain is None:
         raise ValidationError(

@@ -134,7 +134,8 @@ def dns_records(domain, checks=None):
         check = by_key.get((record.kind, record.subject))
         fresh = check is not None and check.expected == record.value
         rows.append({
-            "kind": record.kind, "label": RecordKind(record.kind).label, "subject": record.subject, "name": record.name, "type": record.rdtype,
+            "kind": record.kind, "label": RecordKind(record.kind).label, "subject": record.subject,
+            "name": record.name, "type": record.rdtype,
             "expected": record.value, "zone_value": record.zone_value, "why": record.why,
             "required": record.required, "publish": record.publish,
             "observed": check.observed if check else None,

@@ -4,6 +4,7 @@ import re
 import secrets
 import uuid
 
+import idna
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -35,9 +36,14 @@ def normalise_domain_name(value, field="name"):
     if "@" in name or "/" in name or " " in name:
         raise ValidationError({field: f"{value!r} is not a domain name (no addresses, paths or spaces)."})
     try:
-        name = name.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise ValidationError({field: f"{value!r} is not a valid internationalised domain name."}) from None
+        if name.isascii():
+            for label in name.split("."):
+                if label.startswith("xn--"):
+                    idna.decode(label)  # an A-label must decode to a valid U-label
+        else:
+            name = idna.encode(name, uts46=True).decode("ascii")  # IDNA 2008 with UTS #46 mapping (ß stays ß)
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise ValidationError({field: f"{value!r} is not a valid internationalised domain name ({exc})."}) from None
     labels = name.split(".")
     if len(labels) < 2:
         raise ValidationError({field: f"{name} has no dot: use the full domain (example.com)."})
@@ -145,8 +151,8 @@ class SendingDomain(ChangeLoggedModel, TenantModel):
     def unicode_name(self):
         """The name as people write it (internationalised labels decoded)."""
         try:
-            return self.name.encode("ascii").decode("idna")
-        except UnicodeError:
+            return idna.decode(self.name)
+        except (idna.IDNAError, UnicodeError):
             return self.name
 
     @property
@@ -184,7 +190,7 @@ class SendingDomain(ChangeLoggedModel, TenantModel):
             )
         if self.dkim_verified or self.allow_unverified_sending:
             return True, ""
-        pending = self.dkim_keys.filter(state="pending").first()
+        pending = self.dkim_keys.filter(state="pending").order_by("-algorithm", "-created").first()  # RSA first
         where = f" at {pending.dns_name}" if pending else ""
         return False, (
             f"{self.name} cannot send yet: its DKIM record{where} has not verified. Publish the records shown "

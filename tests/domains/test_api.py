@@ -33,8 +33,21 @@ class DomainAPITest(APIViewTestCases.Full):
         self.assertEqual(sorted(k.algorithm for k in keys), ["ed25519-sha256", "rsa-sha256"])
         self.assertTrue(all(k.state == DkimKeyState.PENDING for k in keys))
 
+    def test_idna_2008_normalisation(self):
+        response = self.api(self.alice_key).post(self.url, {"name": "Faß.Example"}, format="json")
+        self.assertEqual(response.status_code, 201, response.content)
+        self.assertEqual(response.json()["name"], "xn--fa-hia.example")  # IDNA 2008: ß is not mapped to "ss"
+        self.assertEqual(response.json()["unicode_name"], "faß.example")
+        response = self.api(self.alice_key).post(self.url, {"name": "xn--fa-hia.example"}, format="json")
+        self.assertEqual(response.status_code, 400)  # the same domain, written as its A-label
+        self.assertIn("already a sending domain", response.json()["error"]["fields"]["name"][0])
+
     def test_invalid_and_duplicate_names_are_field_errors(self):
-        for name in ("not a domain", "localhost", "1.2.3.4", "a" * 64 + ".test", "-x.test", "user@example.test"):
+        names = (
+            "not a domain", "localhost", "1.2.3.4", "a" * 64 + ".test", "-x.test", "user@example.test", "a_b.test",
+            "☃.example", "xn--zz.example", "https://example.test/", "",
+        )  # fmt: skip
+        for name in names:
             response = self.api(self.alice_key).post(self.url, {"name": name}, format="json")
             self.assertEqual(response.status_code, 400, name)
             self.assertIn("name", response.json()["error"]["fields"], name)
@@ -63,7 +76,7 @@ class DomainAPITest(APIViewTestCases.Full):
         self.assertIn("dh-verification=", response.json()["can_send"]["reason"])
 
     def test_list_query_count_is_flat(self):
-        for n in range(3):
+        for _ in range(3):
             self.make_object(self.tenant_a)
         client = self.api(self.alice_key)
         client.get(self.url)
@@ -72,7 +85,7 @@ class DomainAPITest(APIViewTestCases.Full):
 
         with CaptureQueriesContext(connection) as few:
             client.get(self.url)
-        for n in range(3):
+        for _ in range(3):
             self.make_object(self.tenant_a)
         with CaptureQueriesContext(connection) as more:
             client.get(self.url)

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from deliveryhub.dns import query
 from deliveryhub.models import AuditEntry
+from deliveryhub.testing.dns import txt_strings
 from domains import services
 from domains.choices import DkimAlgorithm, DkimKeyState, DomainStatus, RecordKind
 from domains.keys import dkimpy_private_key
@@ -126,6 +127,20 @@ class DkimSigningTest(DNSTestCase):
         signed = sign(keys[0], sign(keys[1]))  # two signatures, RSA outermost
         self.assertTrue(verifies(signed, 0))
         self.assertTrue(verifies(signed, 1))
+
+    def test_ed25519_alone_does_not_verify_dkim(self):
+        rsa = self.domain.dkim_keys.get()
+        ed = services.create_dkim_key(self.domain, algorithm=DkimAlgorithm.ED25519_SHA256)
+        self.publish(self.domain, skip=(RecordKind.DKIM,))
+        self.dns.set_zone(ed.dns_name, f"@ IN TXT {txt_strings(ed.dns_txt_value())}")
+        self.verify_domain()
+        ed.refresh_from_db()
+        self.assertEqual(ed.state, DkimKeyState.ACTIVE)  # its record verified
+        self.assertFalse(self.domain.dkim_verified)  # but it is only the second signature: RSA must sign too
+        self.assertEqual(self.domain.status, DomainStatus.PENDING)
+        allowed, reason = self.domain.can_send()
+        self.assertFalse(allowed)
+        self.assertIn(rsa.dns_name, reason)
 
     def test_key_sizes(self):
         for bits in (1024, 1536, 2047, 5000):

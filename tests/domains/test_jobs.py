@@ -71,3 +71,9 @@ class RecheckJobTest(DNSTestCase):
         self.assertIn("ok       SPF", out.getvalue())
         with self.assertRaises(CommandError):
             call_command("verify_domains", "nope.test", stdout=out)
+        with self.assertRaisesMessage(CommandError, "not a valid host name"):
+            call_command("verify_domains", "bad_name.test", stdout=out)
+        idn = services.create_domain(self.tenant_a, "bücher.test")
+        self.publish(idn)
+        call_command("verify_domains", "BÜCHER.test.", stdout=out)  # written as people write it
+        self.assertIn("xn--bcher-kva.test (tenant-a): verified", out.getvalue())

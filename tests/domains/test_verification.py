@@ -204,6 +204,28 @@ class VerificationTest(DNSTestCase):
         self.assertIn("'ip4:300.1.1.1' is not a valid ip4 network", spf.explanation)
         self.assertIn("'foo:bar' is not an SPF mechanism", spf.explanation)
 
+    def test_spf_lookup_failures_are_errors_not_void_lookups(self):
+        terms = "a:down1.broken.test a:down2.broken.test a:down3.broken.test"
+        self.dns.servfail("broken.test")
+        self.publish(self.domain, replace={RecordKind.SPF: [f'{self.domain.name}. IN TXT "v=spf1 {terms} -all"']})
+        spf = self.check(self.verify(), RecordKind.SPF)
+        self.assertEqual(spf.status, ERROR, spf.explanation)  # unknown, neither invalid (void) nor missing
+        self.assertIn("could not be looked up", spf.explanation)
+        self.dns.clear_faults()
+        self.dns.set_zone("broken.test", "www IN A 192.0.2.1")  # now the names really do not exist
+        self.assertEqual(self.check(self.verify(), RecordKind.SPF).status, INVALID)
+
+    def test_spf_include_servfail_is_an_error(self):
+        self.add_ips("203.0.113.7")
+        self.dns.servfail("provider.test")
+        self.publish(
+            self.domain,
+            replace={RecordKind.SPF: [f'{self.domain.name}. IN TXT "v=spf1 include:spf.provider.test ~all"']},
+        )
+        spf = self.check(self.verify(), RecordKind.SPF)
+        self.assertEqual(spf.status, ERROR, spf.explanation)
+        self.assertNotIn("does not authorise", spf.explanation)
+
     # -- DMARC ----------------------------------------------------------------------------------------------------
     def test_dmarc_p_none_warns_and_policy_mismatch(self):
         services.update_domain(self.domain, bulk_sender=True)
@@ -230,7 +252,9 @@ class VerificationTest(DNSTestCase):
         bad = '"p=reject; v=DMARC1; pct=150; rua=dmarc@example.test; adkim=x"'
         self.publish(self.domain, replace={RecordKind.DMARC: [f"_dmarc.{self.domain.name}. IN TXT {bad}"]})
         dmarc = self.check(self.verify(), RecordKind.DMARC)
-        self.assertEqual(dmarc.status, MISSING)  # a record not starting with v=DMARC1 is not a DMARC record
+        self.assertEqual(dmarc.status, INVALID)  # receivers ignore it: say why rather than "missing"
+        self.assertIn("It must start with v=DMARC1", dmarc.explanation)
+        self.assertIn("p=reject; v=DMARC1", dmarc.observed)
         bad = '"v=DMARC1; p=maybe; pct=150; rua=dmarc@example.test; adkim=x"'
         self.publish(self.domain, replace={RecordKind.DMARC: [f"_dmarc.{self.domain.name}. IN TXT {bad}"]})
         dmarc = self.check(self.verify(), RecordKind.DMARC)

@@ -1,9 +1,10 @@
 """`manage.py verify_domains [name ...]`: check sending domains' DNS records now and print the outcome."""
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from deliveryhub.audit import audit_context
-from domains.models import SendingDomain
+from domains.models import SendingDomain, normalise_domain_name
 from domains.services import verify_domain
 
 
@@ -16,7 +17,11 @@ class Command(BaseCommand):
     def handle(self, *args, names=(), **options):
         domains = SendingDomain.objects.select_related("tenant").order_by("name", "tenant__slug")
         if names:
-            domains = domains.filter(name__in=[n.lower().rstrip(".") for n in names])
+            try:
+                wanted = [normalise_domain_name(name) for name in names]
+            except ValidationError as exc:
+                raise CommandError(" ".join(exc.message_dict["name"])) from None
+            domains = domains.filter(name__in=wanted)
             if not domains:
                 raise CommandError(f"No sending domain named {', '.join(names)}.")
         with audit_context(principal=None):
