@@ -56,6 +56,8 @@ LISTING_NETWORKS = ("127.0.0.0/16",)
 # -- Reputation --------------------------------------------------------------------------------------------------------
 REPUTATION_MAX = 100
 REPUTATION_MIN = 0
+REPUTATION_GOOD = 80  # at or above: a green badge
+REPUTATION_FAIR = 50  # at or above: a yellow badge; below: red
 REPUTATION_BOUNCE_WEIGHT = 400  # points per unit bounce rate (5% costs 20)
 REPUTATION_BOUNCE_MAX_PENALTY = 40
 REPUTATION_DEFERRAL_WEIGHT = 100  # 20% deferrals cost 20

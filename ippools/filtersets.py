@@ -1,6 +1,7 @@
 """Filtersets shared by the API and the UI lists."""
 
 import django_filters
+from django import forms
 from django.db.models import Q
 
 from .choices import IPState, ListingStatus, PoolPurpose
@@ -25,12 +26,16 @@ class DeliveryNodeFilterSet(django_filters.FilterSet):
 
 class IPAddressFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
-    state = django_filters.MultipleChoiceFilter(choices=IPState.choices)
+    state = django_filters.MultipleChoiceFilter(
+        choices=IPState.choices, widget=forms.SelectMultiple(attrs={"size": len(IPState.choices)})
+    )
     node = django_filters.ModelChoiceFilter(queryset=DeliveryNode.objects.all())
     pool = django_filters.ModelChoiceFilter(  # a model choice, so that another tenant's pool is an invalid choice
         field_name="memberships__pool", queryset=IPPool.objects.all(), distinct=True
     )
-    listed = django_filters.BooleanFilter()
+    listed = django_filters.BooleanFilter(
+        widget=forms.Select(choices=[("", "Any"), ("true", "Listed"), ("false", "Not listed")])
+    )
 
     class Meta:
         model = IPAddress
@@ -68,7 +73,9 @@ class WarmupPlanFilterSet(django_filters.FilterSet):
 
 
 class BlocklistCheckFilterSet(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=ListingStatus.choices)
+    status = django_filters.MultipleChoiceFilter(
+        choices=ListingStatus.choices, widget=forms.SelectMultiple(attrs={"size": len(ListingStatus.choices)})
+    )
     address = django_filters.CharFilter(field_name="ip__address")
 
     class Meta:

@@ -17,4 +17,6 @@ urlpatterns = [
     path("addresses/<int:pk>/resume/", views.ipaddress_resume, name="ipaddress-resume"),
     path("addresses/<int:pk>/start-warmup/", views.ipaddress_start_warmup, name="ipaddress-start-warmup"),
     path("blocklists/", views.blocklist_list, name="blocklist-list"),
+    path("throttle-rules/", views.throttle_rule_list, name="throttle-rule-list"),
+    path("throttle-rules/<int:pk>/delete/", views.throttle_rule_delete, name="throttle-rule-delete"),
 ]

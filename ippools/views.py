@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -19,8 +20,8 @@ from deliveryhub.otp import otp_required_for_change
 from . import services
 from .choices import IP_STATE_BADGES, LISTING_STATUS_BADGES, PTR_STATUS_BADGES
 from .filtersets import BlocklistCheckFilterSet, IPAddressFilterSet
-from .forms import AddMemberForm, GrantForm, PauseForm, StartWarmupForm
-from .models import BlocklistCheck, IPAddress, IPPool, IPPoolMember
+from .forms import AddMemberForm, GrantForm, PauseForm, StartWarmupForm, ThrottleRuleForm
+from .models import BlocklistCheck, IPAddress, IPPool, IPPoolMember, ThrottleRule
 
 PAGE_SIZE = 100
 
@@ -238,3 +239,40 @@ def pool_grant(request, pk):
         except ValidationError as exc:
             messages.error(request, "; ".join(exc.messages))
     return redirect("ippool-detail", pk=pool.pk)
+
+
+# -- throttle rules (superusers only: platform rules and any tenant's) ---------------------------------------------
+
+
+def _require_platform(request):
+    if not request.principal.is_platform:
+        raise PermissionDenied("Only platform administrators manage throttle rules here.")
+
+
+@login_required
+@otp_required_for_change
+def throttle_rule_list(request):
+    """Every throttle rule, and (POST) a new one from the form below the list."""
+    _require_platform(request)
+    form = ThrottleRuleForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            with transaction.atomic():
+                rule = form.save()
+            messages.success(request, f"Throttle rule {rule} added.")
+            return redirect("throttle-rule-list")
+        messages.error(request, "The rule was not saved: see the form below.")
+    rules = ThrottleRule.objects.restrict(request.principal, Action.VIEW).select_related("tenant", "ip", "pool")
+    return render(request, "ippools/throttle_rule_list.html", {"rules": rules, "form": form})
+
+
+@login_required
+@require_POST
+@otp_required_for_change
+def throttle_rule_delete(request, pk):
+    _require_platform(request)
+    rule = get_object_or_404(ThrottleRule.objects.restrict(request.principal, Action.DELETE), pk=pk)
+    with transaction.atomic():
+        rule.delete()
+    messages.success(request, f"Throttle rule {rule} deleted.")
+    return redirect("throttle-rule-list")

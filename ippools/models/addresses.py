@@ -14,7 +14,7 @@ from deliveryhub.choices import Area
 from deliveryhub.models import ChangeLoggedModel
 
 from ..choices import IP_STATE_BADGES, SENDING_IP_STATES, IPEventKind, IPState, PTRStatus
-from ..constants import REPUTATION_MAX
+from ..constants import REPUTATION_FAIR, REPUTATION_GOOD, REPUTATION_MAX
 from ..querysets import IPAddressQuerySet, IPChildQuerySet
 
 
@@ -72,6 +72,12 @@ class IPAddress(ChangeLoggedModel):
     @property
     def state_badge(self):
         return IP_STATE_BADGES.get(self.state, "secondary")
+
+    @property
+    def reputation_badge(self):
+        if self.reputation >= REPUTATION_GOOD:
+            return "success"
+        return "warning" if self.reputation >= REPUTATION_FAIR else "danger"
 
     @property
     def can_send(self):
