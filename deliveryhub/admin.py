@@ -7,7 +7,6 @@ from .auth_views import admin_login, logout_view
 from .models import ApiKey, AuditEntry, Job, Membership, Tenant
 
 
-
 class DeliveryHubAdminSite(OTPAdminSite):
     """The platform operators' tool: superusers with a verified second factor only.
 

@@ -247,5 +247,6 @@ def verify_chain(chunk_size=2000):
     head = AuditChainHead.objects.filter(pk=1).first()
     head_seq, head_hash = (head.seq, head.hash) if head else (0, AUDIT_GENESIS_HASH)
     if head_seq != last_seq or head_hash != expected_prev:
-        return ChainReport(False, checked, last_seq + 1, f"entries after #{last_seq} were removed (head is #{head_seq})")
+        reason = f"entries after #{last_seq} were removed (head is #{head_seq})"
+        return ChainReport(False, checked, last_seq + 1, reason)
     return ChainReport(True, checked)

@@ -281,7 +281,8 @@ BLOCKLIST_DOMAIN_ZONES = env_list("DELIVERYHUB_BLOCKLIST_DOMAIN_ZONES", ["dbl.sp
 SPAMHAUS_DQS_KEY = env_str("DELIVERYHUB_SPAMHAUS_DQS_KEY", "")  # Spamhaus Data Query Service key: queries go to DQS
 BLOCKLIST_MIN_CACHE_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_MIN_CACHE", 300)  # shortest time a DNSBL answer is kept
 BLOCKLIST_MAX_CACHE_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_MAX_CACHE", 3600)  # longest time a DNSBL answer is kept
-BLOCKLIST_RETRY_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_RETRY", 120)  # retry an unknown (timeout/SERVFAIL) answer after
+# retry an unknown (timeout/SERVFAIL) answer after this many seconds
+BLOCKLIST_RETRY_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_RETRY", 120)
 BLOCKLIST_QUERY_ATTEMPTS = env_int("DELIVERYHUB_BLOCKLIST_QUERY_ATTEMPTS", 2)  # tries per query before `unknown`
 REPUTATION_WINDOW_DAYS = env_int("DELIVERYHUB_REPUTATION_WINDOW_DAYS", 7)  # recent outcomes that make a score
 REPUTATION_UPDATE_SECONDS = env_int("DELIVERYHUB_REPUTATION_UPDATE_SECONDS", 3600)  # periodic reputation recompute

@@ -10,8 +10,8 @@ import ipaddress
 import logging
 import random
 from dataclasses import dataclass
-from datetime import date as date_type
 from datetime import UTC, datetime, timedelta
+from datetime import date as date_type
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from deliveryhub import audit
 
-from . import counters, dnsbl, signals
+from . import counters, dnsbl, signals, throttle
 from .choices import (
     IP_EVENT_AUDIT_ACTIONS,
     SENDING_IP_STATES,
@@ -53,7 +53,6 @@ from .constants import (
     USAGE_KEY_TTL_SECONDS,
     WARMUP_SEVERE_FACTOR,
 )
-from . import throttle
 from .models import (
     BlocklistCheck,
     DeliveryNode,

@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class QueuesConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'queues'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "queues"

@@ -1,3 +1,5 @@
-from django.db import models
+"""Reports app: dashboards, metrics roll-ups, alert rules and deliverability exports.
 
-# Create your models here.
+Empty for now: the audit exports live in the core (`deliveryhub/exports.py`); roll-ups and alerts come with
+their own issue.
+"""

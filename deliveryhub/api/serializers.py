@@ -1,7 +1,5 @@
 """Serializers of the core objects."""
 
-from django.contrib.auth import get_user_model
-from django.db import transaction
 from rest_framework import serializers
 
 from .. import services

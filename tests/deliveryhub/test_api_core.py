@@ -78,7 +78,8 @@ class ApiKeyAPITest(APIViewTestCases.List, APIViewTestCases.Retrieve, APIViewTes
         self.assertEqual(self.api(raw).post(self.url, {"name": "x"}, format="json").status_code, 403)
 
     def test_field_errors_are_json(self):
-        response = self.api(self.alice_key).post(self.url, {"role": "wizard", "allowed_networks": ["nope"]}, format="json")
+        bad = {"role": "wizard", "allowed_networks": ["nope"]}
+        response = self.api(self.alice_key).post(self.url, bad, format="json")
         self.assertEqual(response.status_code, 400)
         error = response.json()["error"]
         self.assertEqual(error["code"], "invalid")

@@ -1,8 +1,9 @@
 """Adversarial tenancy checks of the IP pools app: nothing of another tenant's pools leaks through
 serializers, filters or the browsable API's filter forms."""
 
-from deliveryhub.testing.cases import TenantTestCase, login_verified
 from django.test import Client
+
+from deliveryhub.testing.cases import TenantTestCase, login_verified
 from ippools.testing import flush_test_redis, make_ip, make_node, make_pool
 
 
