@@ -12,6 +12,7 @@ class RouteForm(forms.ModelForm):
     class Meta:
         model = Route
         fields = ["pattern", "host", "port", "username", "password", "tls_required", "priority", "enabled"]
+        labels = {"tls_required": "TLS required"}
 
 
 class TestMessageForm(forms.Form):

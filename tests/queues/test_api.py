@@ -124,6 +124,84 @@ class MessageAPITest(TenantTestCase):
         self.assertEqual((attempt["code"], attempt["enhanced_code"], attempt["source_ip"], attempt["tls_version"]),
                          (421, "4.7.0", "127.0.0.2", "TLSv1.3"))  # fmt: skip
 
+    def test_detail_shows_every_attempt_field_in_api_and_ui(self):
+        from datetime import datetime
+        from datetime import timezone as tz
+
+        from django.test import Client
+
+        from deliveryhub.testing.cases import login_verified
+
+        submission = Submission(sender="a@mail-a.test", to=["x@example.com"], text="t")
+        [m] = accept_messages(self.tenant_a, submission).messages
+        when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=tz.utc)
+        DeliveryAttempt.objects.create(message=m, time=when, status="deferred", node="node-a", source_ip="127.0.0.2",
+                                       mx_host="mx1.example.com", tls_version="TLSv1.3", tls_verified=True, code=452,
+                                       enhanced_code="4.2.2", text="Mailbox over quota, try later", duration=1.25,
+                                       category="mailbox_full", action="defer")  # fmt: skip
+        [attempt] = self.api(self.alice_key).get(f"{URL}{m.uuid}/").json()["attempts_log"]
+        self.assertEqual(attempt, {
+            "time": "2026-03-04T05:06:07Z", "status": "deferred", "node": "node-a", "source_ip": "127.0.0.2",
+            "mx_host": "mx1.example.com", "tls_version": "TLSv1.3", "tls_verified": True, "code": 452,
+            "enhanced_code": "4.2.2", "text": "Mailbox over quota, try later", "duration": 1.25,
+            "category": "mailbox_full", "action": "defer",
+        })  # fmt: skip
+        client = Client()
+        login_verified(client, self.bob)
+        page = client.get(f"/messages/{m.uuid}/")
+        for shown in ["2026-03-04 05:06:07", "node-a", "127.0.0.2", "mx1.example.com", "TLSv1.3", "verified", "452",
+                      "4.2.2", "Mailbox over quota, try later", "1.25 s"]:  # fmt: skip
+            self.assertContains(page, shown)
+
+    def test_cc_bcc_idn_and_send_at_through_the_api(self):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from queues.delivery import dequeuer
+        from queues.testing import make_sending_ips
+
+        from .helpers import scheduled_batches
+
+        send_at = (timezone.now() + timedelta(hours=2)).replace(microsecond=0)
+        payload = self.payload(to=["one@bücher.example"], cc=["Copy <cc@example.com>"], bcc=["hidden@example.net"],
+                               send_at=send_at.isoformat())  # fmt: skip
+        response = self.api(self.send_key).post(URL, payload, format="json")
+        self.assertEqual(response.status_code, 202, response.content)
+        self.assertEqual(len(response.json()["messages"]), 3)
+        rows = {m.rcpt_to: m for m in Message.objects.all()}
+        self.assertEqual(set(rows), {"one@xn--bcher-kva.example", "cc@example.com", "hidden@example.net"})
+        self.assertTrue(all(m.next_attempt_at == send_at for m in rows.values()))
+        raw = bytes(MessageContent.objects.get().raw)
+        self.assertIn(b"Cc: Copy <cc@example.com>", raw)
+        self.assertNotIn(b"hidden@example.net", raw)
+        self.assertNotIn(b"Bcc", raw)
+        # Scheduled sending is honoured: nothing goes out before send_at, everything right after it.
+        make_sending_ips(("127.0.0.2",))
+        Route.objects.create(tenant=self.tenant_a, pattern="*", host="127.0.0.1", port=9)
+        self.assertEqual(dequeuer.schedule(), 0)
+        self.assertEqual(dequeuer.schedule(send_at - timedelta(seconds=1)), 0)
+        self.assertGreater(dequeuer.schedule(send_at + timedelta(seconds=1)), 0)
+        self.assertEqual(sorted(i for ids in scheduled_batches().values() for i in ids),
+                         sorted(m.pk for m in rows.values()))  # fmt: skip
+
+    def test_limits_are_field_level_400s(self):
+        from django.test import override_settings
+
+        with override_settings(MESSAGE_MAX_RECIPIENTS=2):
+            response = self.api(self.send_key).post(URL, self.payload(to=["a@x.example", "b@x.example"],
+                                                                      cc=["c@x.example"]), format="json")  # fmt: skip
+            self.assertEqual(response.status_code, 400)
+            self.assertIn("to", response.json()["error"]["fields"])
+        with override_settings(MESSAGE_MAX_BYTES=4000):
+            response = self.api(self.send_key).post(URL, self.payload(text="y" * 5000), format="json")
+            self.assertEqual(response.status_code, 400)
+            self.assertIn("limit", str(response.json()["error"]))
+        response = self.api(self.send_key).post(URL, self.payload(to=["a@" + "x" * 64 + ".example"]), format="json")
+        self.assertEqual(response.status_code, 400)
+        self.assertIn("to", response.json()["error"]["fields"])
+        self.assertEqual(Message.objects.count(), 0)
+
     def test_cancel(self):
         accepted = accept_messages(self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t"))
         uuid = accepted.messages[0].uuid
@@ -136,7 +214,7 @@ class RouteAPITest(APIViewTestCases.Full):
     url = "/api/v1/routes/"
     model = Route
     create_data = {"pattern": "*.example.com", "host": "relay.example.net", "port": 2525, "username": "u",
-                   "password": "secret-relay-pw"}  # fmt: skip
+                   "password": "secret-relay-pw", "tls_required": True}  # fmt: skip
     update_data = {"port": 587}
 
     def make_object(self, tenant):
@@ -147,6 +225,7 @@ class RouteAPITest(APIViewTestCases.Full):
         self.assertEqual(response.status_code, 201, response.content)
         self.assertNotIn("password", response.json())
         self.assertTrue(response.json()["has_password"])
+        self.assertEqual((response.json()["username"], response.json()["tls_required"]), ("u", True))
         from django.db import connection
 
         with connection.cursor() as cursor:
@@ -197,11 +276,39 @@ class QueuesUITest(TenantTestCase):
         self.assertEqual(charlie.get(f"/messages/{m.uuid}/").status_code, 404)
         self.assertNotContains(charlie.get("/messages/"), "x@example.com")
         self.assertEqual(alice.get("/routes/").status_code, 200)
-        data = {"pattern": "example.com", "host": "relay.example.net", "port": 25, "priority": 100, "enabled": "on"}
+        data = {"pattern": "example.com", "host": "relay.example.net", "port": 587, "priority": 100, "enabled": "on",
+                "username": "relay-user", "password": "relay-pw", "tls_required": "on"}  # fmt: skip
         self.assertEqual(bob.post("/routes/", data).status_code, 403)
         self.assertEqual(alice.post("/routes/", data).status_code, 302)
         route = Route.objects.get()
+        self.assertEqual((route.username, route.password, route.tls_required), ("relay-user", "relay-pw", True))
+        listing = alice.get("/routes/")
+        self.assertContains(listing, "relay.example.net")
+        self.assertNotContains(listing, "relay-pw")
         self.assertEqual(charlie.post(f"/routes/{route.pk}/delete/").status_code, 404)
         self.assertEqual(alice.post(f"/routes/{route.pk}/delete/").status_code, 302)
         self.assertEqual(bob.post("/test-inbox/", {"sender": "a@mail-a.test", "to": "y@example.com"}).status_code, 403)
         self.assertEqual(alice.get("/test-inbox/").status_code, 200)
+
+    def test_list_filters_in_the_ui(self):
+        for rcpt, tag in [("x@one.example", "welcome"), ("y@two.example", "digest")]:
+            accept_messages(self.tenant_a, Submission(sender="a@mail-a.test", to=[rcpt], text="t", tag=tag))
+        Message.objects.filter(rcpt_to="y@two.example").update(status=MessageStatus.DELIVERED)
+        alice = self.client_for(self.alice)
+
+        def shown(query):
+            page = alice.get("/messages/", query)
+            self.assertEqual(page.status_code, 200)
+            return {r for r in ("x@one.example", "y@two.example") if r in page.content.decode()}
+
+        self.assertEqual(shown({}), {"x@one.example", "y@two.example"})
+        self.assertEqual(shown({"status": "delivered"}), {"y@two.example"})
+        self.assertEqual(shown({"recipient": "x@"}), {"x@one.example"})
+        self.assertEqual(shown({"domain": "two.example"}), {"y@two.example"})
+        self.assertEqual(shown({"tag": "welcome"}), {"x@one.example"})
+        self.assertEqual(shown({"after": "2999-01-01T00:00"}), set())  # the form's datetime-local format
+        self.assertEqual(shown({"before": "2999-01-01T00:00"}), {"x@one.example", "y@two.example"})
+        self.assertEqual(shown({"before": "2000-01-01T00:00"}), set())
+        form = alice.get("/messages/").content.decode()
+        for name in ("status", "recipient", "domain", "tag", "after", "before"):
+            self.assertIn(f'name="{name}"', form)  # every filter has its input

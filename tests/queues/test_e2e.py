@@ -98,6 +98,66 @@ class EndToEndTest(TenantTestCase):
         # All of one batch leaves from one IP (batches are per source IP).
         self.assertEqual(len({m.peer[0] for m in received}), 1)
 
+    def test_wire_format_verp_crlf_long_lines_and_signed_list_unsubscribe(self):
+        Route.objects.create(tenant=self.tenant_a, pattern="*", host="127.0.0.1", port=self.sink.port)
+        headers = {"List-Unsubscribe": "<mailto:unsub@mail-a.test>, <https://mail-a.test/u/1>",
+                   "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}  # fmt: skip
+        [uuid] = self.post(to=["reader@example.com"], headers=headers, html="<p>" + "w" * 3000 + "</p>",
+                           text="line one\nline two\rline three\n" + "z" * 2000)  # fmt: skip
+        self.deliver_all()
+        [received] = self.sink.wait_for_messages(1)
+        message = Message.objects.get(uuid=uuid)
+        # VERP: the envelope sender is on the return-path subdomain and identifies the message.
+        self.assertEqual(received.mail_from, message.mail_from)
+        self.assertTrue(received.mail_from.endswith("@bounces.mail-a.test"), received.mail_from)
+        self.assertEqual(Message.uuid_from_verp(received.mail_from), message.uuid)
+        # CRLF only, no line over 998 octets, Date and Message-ID added.
+        self.assertNotRegex(received.data, rb"(?<!\r)\n")
+        self.assertNotRegex(received.data, rb"\r(?!\n)")
+        self.assertTrue(all(len(line) <= 998 for line in received.data.split(b"\r\n")))
+        parsed = received.parse()
+        self.assertTrue(parsed["Date"] and parsed["Message-ID"])
+        self.assertEqual(parsed.get_body(("plain",)).get_content().count("z"), 2000)
+        # DKIM covers List-Unsubscribe and List-Unsubscribe-Post, and verifies.
+        signature = parsed["DKIM-Signature"].replace("\r\n", "").replace(" ", "").replace("\t", "")
+        signed = signature.split("h=")[1].split(";")[0].lower().split(":")
+        for name in ("from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post"):
+            self.assertIn(name, signed)
+        self.assertEqual(signed.count("from"), 2)  # over-signed
+        with override_settings(DNS_RESOLVERS=[self.dns.address]):
+            self.assertTrue(dkim_verifies(received.data, self.dns.address))
+
+    def test_domain_tls_policy_required_verifies_the_certificate(self):
+        from domains.models import SendingDomain
+
+        Route.objects.create(tenant=self.tenant_a, pattern="*", host="127.0.0.1", port=self.sink.port)
+        SendingDomain.objects.filter(pk=self.domain.pk).update(tls_policy="required")
+        [untrusted] = self.post(to=["strict@example.com"])
+        self.deliver_all()
+        message = Message.objects.get(uuid=untrusted)
+        self.assertEqual(message.status, MessageStatus.DEFERRED)
+        attempt = message.delivery_attempts.get()
+        self.assertEqual(attempt.category, "tls_required")
+        self.assertEqual(self.sink.messages, [])
+        # Once the certificate chains to a trusted CA the same policy delivers, recorded as verified.
+        with override_settings(SMTP_TLS_CA_FILE=self.sink.ca_cert_path):
+            state.close()
+            Message.objects.filter(uuid=untrusted).update(next_attempt_at=message.created)
+            self.deliver_all()
+        message.refresh_from_db()
+        self.assertEqual(message.status, MessageStatus.DELIVERED)
+        last = message.delivery_attempts.last()
+        self.assertTrue(last.tls_verified)
+        self.assertTrue(last.tls_version.startswith("TLS"))
+        # Opportunistic (the default) delivers over the same self-signed certificate, recorded as unverified.
+        SendingDomain.objects.filter(pk=self.domain.pk).update(tls_policy="opportunistic")
+        state.close()
+        [relaxed] = self.post(to=["relaxed@example.com"])
+        self.deliver_all()
+        attempt = Message.objects.get(uuid=relaxed).delivery_attempts.get()
+        self.assertEqual((attempt.status, attempt.tls_verified), ("delivered", False))
+        self.assertTrue(attempt.tls_version.startswith("TLS"))
+
     def test_null_mx_bounces_without_connecting(self):
         with override_settings(DNS_RESOLVERS=[self.dns.address], SMTP_PORT=self.sink.port):
             [uuid] = self.post(to=["x@nullmx.test"])
@@ -180,6 +240,37 @@ def test_worker_killed_and_redis_flushed_lose_nothing(tmp_path):
     assert result["sink_total"] - result["sink_unique"] <= result["batch_size"], result
 
 
+def test_two_nodes_send_only_from_their_own_ips(tmp_path):
+    """Two nodes on one machine (node-a owns 127.0.0.2, node-b 127.0.0.3, one shared pool), one real `rqworker
+    delivery-<node>` process each: everything arrives from both addresses, and each node sent only from its own."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'nodes.sqlite3'}",
+        "DELIVERYHUB_VAR_DIR": str(tmp_path),
+        "DELIVERYHUB_NODE": "scheduler-node",
+        "DELIVERYHUB_DEMO": "false",
+        "DELIVERYHUB_DELIVERY_BATCH_SIZE": "10",
+        "DELIVERYHUB_DELIVERY_BATCH_CONCURRENCY": "5",
+    }
+    script = Path(__file__).with_name("multinode_scenario.py")
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=script.parents[2])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["statuses"] == {"delivered": 200}, result
+    assert result["sink_total"] == 200, result
+    assert result["sink_sources"] == ["127.0.0.2", "127.0.0.3"], result
+    owned = {f"{node} {address}" for node, address in result["ownership"].items()}
+    assert set(result["attempt_pairs"]) == owned, result  # node-a only ever sent from 127.0.0.2, node-b from .3
+    assert sum(result["attempt_pairs"].values()) == 200, result
+
+
 class DemoCaptureTest(TransactionTestCase):
     """Demo mode without routes: mail goes to the capture server and shows up in the Test inbox with DKIM."""
 
@@ -202,7 +293,7 @@ class DemoCaptureTest(TransactionTestCase):
         login_verified(client, self.user)
         with override_settings(DEMO_MODE=True, CAPTURE_SMTP_PORT=self.port, DNS_RESOLVERS=["127.0.0.1:9"]):
             response = client.post("/test-inbox/", {"sender": "me@demo.test", "to": "friend@example.com",
-                                                    "subject": "Demo!", "text": "hi"})  # fmt: skip
+                                                    "subject": "Demo!", "text": "hello from the demo"})  # fmt: skip
             self.assertEqual(response.status_code, 302, response.content[:500])
             run_once()
         captured = CapturedMessage.objects.get()
@@ -213,6 +304,9 @@ class DemoCaptureTest(TransactionTestCase):
         self.assertEqual(Message.objects.get().status, MessageStatus.DELIVERED)
         page = client.get("/test-inbox/")
         self.assertContains(page, "Demo!")
-        self.assertContains(client.get(f"/test-inbox/?show={captured.pk}"), "friend@example.com")
+        self.assertContains(page, captured.dkim_result)  # the DKIM result of each message
+        shown = client.get(f"/test-inbox/?show={captured.pk}")
+        for text in ["friend@example.com", "Subject: Demo!", "DKIM-Signature:", "Message-ID:", "hello from the demo"]:
+            self.assertContains(shown, text)  # headers and body
         self.assertContains(client.get("/messages/"), "friend@example.com")
         self.assertContains(client.get(f"/messages/{Message.objects.get().uuid}/"), "Delivered")

@@ -78,6 +78,14 @@ class ListenerTest(TransactionTestCase):
         with self.assertRaises(smtplib.SMTPAuthenticationError):
             smtp.login("nobody", self.password)
         smtp.login("app-a", self.password)  # LOGIN or PLAIN: both work
+        # Stored hashed: the password itself is nowhere in the credential's row.
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM queues_smtpcredential")
+            row = str(cursor.fetchall())
+        self.assertIn(self.credential.password_digest, row)
+        self.assertNotIn(self.password, row)
 
     def test_no_open_relay(self):
         smtp = self.connect(login=False)

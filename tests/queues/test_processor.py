@@ -100,6 +100,29 @@ class ProcessorTest(TenantTestCase):
         self.assertEqual((attempt.category, attempt.action), ("rate_limited", "defer+slow"))
         self.assertGreaterEqual((m.next_attempt_at - timezone.now()).total_seconds(), 590)
 
+    @override_settings(DELIVERY_RETRY_JITTER=0)
+    def test_backoff_grows_from_5_minutes_to_2_hours_then_expires_after_4_days(self):
+        from datetime import timedelta
+
+        self.sink.script("slow@example.com", "451 4.3.0 Temporary local problem")
+        [m] = send(self.tenant_a, "slow@example.com")
+        delays = []
+        for _ in range(7):
+            make_due()
+            before = timezone.now()
+            run_once()
+            m.refresh_from_db()
+            self.assertEqual(m.status, MessageStatus.DEFERRED)
+            delays.append(round((m.next_attempt_at - before).total_seconds() / 60))
+        self.assertEqual(delays, [5, 10, 20, 40, 80, 120, 120])
+        # The try after the 4-day horizon that still fails ends the message as expired.
+        Message.objects.filter(pk=m.pk).update(first_attempt_at=timezone.now() - timedelta(days=4, minutes=1))
+        make_due()
+        run_once()
+        self.assertEqual(self.status(m), MessageStatus.EXPIRED)
+        self.assertTrue(MessageEvent.objects.filter(message=m, kind=EventKind.EXPIRED).exists())
+        self.assertEqual(self.sink.messages, [])
+
     def test_mixed_batch_each_outcome_recorded(self):
         self.sink.script("bad@example.com", "550 5.1.1 User unknown")
         messages = send(self.tenant_a, ["a@example.com", "bad@example.com", "c@example.com"])
