@@ -9,7 +9,8 @@ Run a node's workers with the node name in the environment, one process per core
 queues/delivery/state.py lives across batches) that also tells ippools its node is alive while idle: the
 scheduler only hands batches to live nodes. RQ's warm shutdown (SIGTERM) finishes the current batch first.
 The job never raises: a batch that fails as a whole is deferred with its error recorded, so one poison batch
-cannot crash-loop a worker; a worker killed outright leaves leases that run out and `schedule()` hands the rows to others.
+cannot crash-loop a worker; a worker killed outright leaves leases that run out and `schedule()` hands the rows to
+others.
 """
 
 import logging

@@ -98,11 +98,15 @@ class Command(BaseCommand):
             from deliveryhub import embedded_redis
 
             socket_path = workdir / "redis.sock"
-            redis_proc = embedded_redis.start(socket_path, workdir, persist=False)
+            # Redis logs to a file: the figures stay the last lines printed.
+            redis_log = open(workdir / "redis.log", "w")
+            redis_proc = embedded_redis.start(socket_path, workdir, persist=False, stdout=redis_log,
+                                              stderr=subprocess.STDOUT)
             env["REDIS_URL"] = f"unix://{socket_path}"
         try:
             cmd = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bench", "--run", str(workdir),
-                   "--messages", str(messages), "--latency-messages", str(latency_messages), "--workers", str(workers)]  # fmt: skip
+                   "--messages", str(messages), "--latency-messages", str(latency_messages),
+                   "--workers", str(workers)]  # fmt: skip
             done = subprocess.run(cmd, env=env, cwd=settings.BASE_DIR)
             if done.returncode:
                 raise CommandError(f"The benchmark failed (exit {done.returncode}); files kept in {workdir}")
