@@ -88,8 +88,9 @@ class DNSServer:
     """An authoritative DNS server on loopback, serving UDP and TCP on one port, each in its own thread.
 
     ``host`` may be an IPv4 or IPv6 address; ``port=0`` picks a free port. ``host``, ``port`` and ``address``
-    (``"127.0.0.1:PORT"``) are known once started. ``queries`` lists every question received as a :class:`Query`, in order (``queries.clear()`` is
-    fine). Zone and fault changes are thread-safe and apply to the next query.
+    (``"127.0.0.1:PORT"``) are known once started. ``queries`` lists every question received as a
+    :class:`Query`, in order (``queries.clear()`` is fine). Zone and fault changes are thread-safe and apply
+    to the next query.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
