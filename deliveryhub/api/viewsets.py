@@ -7,7 +7,7 @@ object is still visible to the actor.
 """
 
 from django.db import transaction
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, relations, serializers, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 
 from ..choices import Action
@@ -29,6 +29,19 @@ class BaseViewSetMixin:
 
     def get_queryset(self):
         return super().get_queryset().restrict(self.principal, Action.VIEW)
+
+    def get_serializer(self, *args, **kwargs):
+        """Every writable related field accepts only objects the actor may see: another tenant's id is
+        refused exactly like an id that does not exist, whatever serializer declares the field."""
+        from ..filtersets import visible_choices
+
+        serializer = super().get_serializer(*args, **kwargs)
+        target = serializer.child if isinstance(serializer, serializers.ListSerializer) else serializer
+        for field in getattr(target, "fields", {}).values():
+            related = field.child_relation if isinstance(field, relations.ManyRelatedField) else field
+            if isinstance(related, relations.RelatedField) and not related.read_only and related.queryset is not None:
+                related.queryset = visible_choices(related.queryset.all(), self.principal)
+        return serializer
 
     def request_tenant(self):
         """The tenant new objects belong to: the key's tenant, or the session's current tenant."""

@@ -198,13 +198,6 @@ class TenantDefaultPoolSerializer(serializers.ModelSerializer):
         fields = ["id", "tenant", "purpose", "pool", "created", "last_updated"]
         read_only_fields = ["created", "last_updated"]
 
-    def get_fields(self):
-        fields = super().get_fields()
-        request = self.context.get("request")
-        if request is not None:  # another tenant's dedicated pool does not exist for this tenant
-            fields["pool"].queryset = IPPool.objects.restrict(request.user, "view")
-        return fields
-
     def validate(self, attrs):
         request = self.context["request"]
         tenant = self.instance.tenant if self.instance else getattr(request, "tenant", None)

@@ -78,6 +78,18 @@ class PoolTenancyTest(TenantTestCase):
         self.assertEqual(services.default_pool_for(self.tenant_a, "transactional"), self.pool_a)  # dedicated first
         self.assertEqual(services.default_pool_for(self.tenant_b, "marketing"), None)
 
+    def test_foreign_pool_in_a_writable_field_reads_as_nonexistent(self):
+        """The viewset base narrows every writable related field: tenant B's dedicated pool is refused with
+        the very answer a pool id that never existed gets, so the API does not confirm it exists."""
+        url = "/api/v1/default-pools/"
+        foreign = self.api(self.alice_key).post(url, {"purpose": "marketing", "pool": self.pool_b.pk}, format="json")
+        missing = self.api(self.alice_key).post(url, {"purpose": "marketing", "pool": 987654}, format="json")
+        self.assertEqual(foreign.status_code, 400, foreign.content)
+        self.assertEqual(
+            foreign.json()["error"]["fields"]["pool"][0].replace(str(self.pool_b.pk), "N"),
+            missing.json()["error"]["fields"]["pool"][0].replace("987654", "N"),
+        )
+
     def test_writes_are_platform_only(self):
         data = {"name": "new-pool", "purpose": "marketing"}
         self.assertEqual(self.api(self.alice_key).post("/api/v1/ip-pools/", data, format="json").status_code, 403)
