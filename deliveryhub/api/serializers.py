@@ -81,7 +81,33 @@ class ApiKeySerializer(serializers.ModelSerializer):
             mine = principal.roles.get(tenant.pk)
             if role == Role.OWNER and mine != Role.OWNER:
                 raise serializers.ValidationError({"role": "Only an owner can create an owner key."})
+        if principal.api_key is not None:
+            self._within_creator_limits(principal.api_key, attrs)
         return attrs
+
+    @staticmethod
+    def _within_creator_limits(creator, attrs):
+        """A key never mints a key that outlives it or reaches from more networks than it may."""
+        import ipaddress
+
+        errors = {}
+        expires = attrs.get("expires")
+        if creator.expires is not None and (expires is None or expires > creator.expires):
+            errors["expires"] = (
+                f"The key making this request expires at {creator.expires.isoformat()}: "
+                "a key it creates must expire no later."
+            )
+        if creator.allowed_networks:
+            mine = [ipaddress.ip_network(net, strict=False) for net in creator.allowed_networks]
+            wanted = [ipaddress.ip_network(str(net), strict=False) for net in attrs.get("allowed_networks") or []]
+            inside = all(any(n.version == m.version and n.subnet_of(m) for m in mine) for n in wanted)
+            if not wanted or not inside:
+                errors["allowed_networks"] = (
+                    f"The key making this request is limited to {', '.join(creator.allowed_networks)}: "
+                    "a key it creates must be too."
+                )
+        if errors:
+            raise serializers.ValidationError(errors)
 
     def create(self, validated_data):
         request = self.context["request"]

@@ -151,3 +151,30 @@ class MembershipOwnerRulesAPITest(TenantTestCase):
         response = self.api(owner_key).delete(f"/api/v1/memberships/{alice.pk}/")
         self.assertEqual(response.status_code, 400, response.content)
         self.assertTrue(Membership.objects.filter(pk=alice.pk, role=Role.OWNER).exists())
+
+
+class KeyMintingLimitsTest(TenantTestCase):
+    """A key limited in time or networks only creates keys within those limits."""
+
+    def test_limited_key_creates_only_keys_within_its_limits(self):
+        soon = timezone.now() + timedelta(days=1)
+        _, raw = services.create_api_key(
+            tenant=self.tenant_a, name="ci", role=Role.ADMIN, expires=soon, allowed_networks=["127.0.0.0/8"]
+        )
+        url = "/api/v1/api-keys/"
+        response = self.api(raw).post(url, {"name": "forever", "role": "admin"}, format="json")
+        self.assertEqual(response.status_code, 400, response.content)
+        self.assertEqual(set(response.json()["error"]["fields"]), {"expires", "allowed_networks"})
+        later = (soon + timedelta(days=1)).isoformat()
+        response = self.api(raw).post(
+            url, {"name": "wide", "role": "admin", "expires": later, "allowed_networks": ["0.0.0.0/0"]}, format="json"
+        )
+        self.assertEqual(set(response.json()["error"]["fields"]), {"expires", "allowed_networks"})
+        self.assertFalse(ApiKey.objects.filter(name__in=["forever", "wide"]).exists())
+        ok = {"name": "narrow", "role": "viewer", "expires": (soon - timedelta(hours=1)).isoformat(),
+              "allowed_networks": ["127.0.0.0/24"]}
+        self.assertEqual(self.api(raw).post(url, ok, format="json").status_code, 201)
+
+    def test_unlimited_key_and_sessions_are_not_capped(self):
+        response = self.api(self.alice_key).post("/api/v1/api-keys/", {"name": "free", "role": "viewer"}, format="json")
+        self.assertEqual(response.status_code, 201, response.content)
