@@ -82,6 +82,7 @@ def start_audit_export(*, actor, tenant, fmt, filters):
     return AuditExportRunner.enqueue(
         tenant=tenant,
         user=principal.user,
+        api_key=principal.api_key,
         params={"format": fmt, "filters": filters, "requested_by": principal.name},
     )
 
@@ -198,8 +199,9 @@ class AuditExportRunner(JobRunner):
         queryset = AuditEntry.objects.all()
         if job.tenant_id is not None:
             queryset = queryset.filter(tenant_id=job.tenant_id)
-        if job.user_id is not None:
-            queryset = queryset.restrict(job.user, Action.EXPORT)  # a role lost since the request exports nothing
+        if job.api_key_id is not None or job.user_id is not None:
+            # a role lost since the request exports nothing
+            queryset = queryset.restrict(job.api_key or job.user, Action.EXPORT)
         filterset = AuditEntryFilterSet(data=job.params.get("filters") or {}, queryset=queryset)
         if not filterset.is_valid():
             raise JobFailed(f"Invalid filters: {dict(filterset.errors)}")

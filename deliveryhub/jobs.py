@@ -95,13 +95,14 @@ class JobRunner:
 
     # -- enqueueing -----------------------------------------------------------------------------------------------
     @classmethod
-    def enqueue(cls, *, tenant=None, user=None, params=None, object=None):  # noqa: A002 (NetBox's name)
+    def enqueue(cls, *, tenant=None, user=None, api_key=None, params=None, object=None):  # noqa: A002 (NetBox's name)
         """Create the `Job` row and enqueue `handle(job.pk)` on this runner's queue once the transaction commits."""
         from .models import Job
 
         job = Job.objects.create(
             tenant=tenant,
             user=user if getattr(user, "pk", None) else None,
+            api_key=api_key,
             name=cls.display_name(),
             runner=cls.dotted_path(),
             params=params or {},
@@ -131,7 +132,7 @@ def handle(job_id):
 
     _close_old_connections()
     try:
-        job = Job.objects.select_related("tenant", "user").filter(pk=job_id).first()
+        job = Job.objects.select_related("tenant", "user", "api_key").filter(pk=job_id).first()
         if job is None:
             logger.warning("Job %s no longer exists; nothing to run.", job_id)
             return
@@ -144,8 +145,10 @@ def handle(job_id):
             return
         job.status, job.started = JobStatus.RUNNING, started
         logger.info("Job %s (%s) started", job.uuid, job.name)
-        principal = Principal.of(job.user) if job.user_id else None
+        principal = Principal.of(job.api_key or job.user) if job.api_key_id or job.user_id else None
         try:
+            if job.api_key_id and not job.api_key.is_usable():
+                raise JobFailed("The API key that requested this job was revoked or has expired.")
             runner = import_string(job.runner)()
             with audit.audit_context(principal=principal, tenant_id=job.tenant_id):
                 runner.run(job)

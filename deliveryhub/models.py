@@ -318,6 +318,8 @@ class Job(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    # The API key that requested the job, if any: the job acts (and is audited) as that key.
+    api_key = models.ForeignKey("ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     name = models.CharField(max_length=100)
     runner = models.CharField(max_length=200)  # dotted path of the JobRunner subclass
     params = models.JSONField(default=dict, blank=True)

@@ -59,12 +59,12 @@ class Principal:
     def of(cls, actor):
         if isinstance(actor, Principal):
             return actor
-        if actor is None or isinstance(actor, AnonymousUser) or not getattr(actor, "is_authenticated", False):
-            return ANONYMOUS
         from .models import ApiKey
 
-        if isinstance(actor, ApiKey):
+        if isinstance(actor, ApiKey):  # a key model has no is_authenticated: ask it before the user checks
             return cls.for_key(actor)
+        if actor is None or isinstance(actor, AnonymousUser) or not getattr(actor, "is_authenticated", False):
+            return ANONYMOUS
         principal = getattr(actor, "_deliveryhub_principal", None)
         if principal is None:
             principal = cls.for_user(actor)

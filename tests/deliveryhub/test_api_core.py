@@ -8,6 +8,7 @@ from django.utils import timezone
 from deliveryhub import services
 from deliveryhub.choices import ApiKeyScope, Role
 from deliveryhub.models import ApiKey, AuditEntry, Membership
+from deliveryhub.permissions import Principal
 from deliveryhub.testing.cases import APIViewTestCases, TenantTestCase, make_user
 
 
@@ -178,3 +179,14 @@ class KeyMintingLimitsTest(TenantTestCase):
     def test_unlimited_key_and_sessions_are_not_capped(self):
         response = self.api(self.alice_key).post("/api/v1/api-keys/", {"name": "free", "role": "viewer"}, format="json")
         self.assertEqual(response.status_code, 201, response.content)
+
+
+class PrincipalOfKeyTest(TenantTestCase):
+    def test_restrict_accepts_an_api_key_model(self):
+        """restrict() takes a user, a key or a Principal: a key model is not mistaken for an anonymous user."""
+        principal = Principal.of(self.alice_key_obj)
+        self.assertTrue(principal.is_key and principal.is_authenticated)
+        self.assertEqual(principal.roles, {self.tenant_a.pk: Role.ADMIN})
+        keys = ApiKey.objects.restrict(self.alice_key_obj, "view")
+        self.assertIn(self.alice_key_obj, keys)
+        self.assertNotIn(self.charlie_key_obj, keys)

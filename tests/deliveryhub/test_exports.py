@@ -17,6 +17,7 @@ from deliveryhub.constants import QUEUE_DEFAULT, QUEUE_LOW
 from deliveryhub.exports import CSV_HEADER, AuditExportRunner
 from deliveryhub.jobs import get_queue
 from deliveryhub.models import AuditEntry, Job
+from deliveryhub.permissions import Principal
 from deliveryhub.testing.cases import TenantTestCase, login_verified, make_user
 
 EXPORT_URL = "/api/v1/audit-log/export/"
@@ -193,6 +194,25 @@ class ExportAccessTest(ExportTestCase):
         self.assertEqual(self.api().get(f"/api/v1/jobs/{job.uuid}/download/").status_code, 401)
         response = self.api(self.alice_key).get(f"/api/v1/jobs/{job.uuid}/")
         self.assertTrue(response.json()["download_url"].endswith(f"/jobs/{job.uuid}/download/"))
+
+    def test_an_api_key_export_is_audited_as_that_key(self):
+        job = self.export(self.cora_key, {"format": "csv"})
+        entry = self.export_entry(job)
+        self.assertEqual((entry.actor_type, entry.actor_name), ("apikey", Principal.of(job.api_key).name))
+        self.assertEqual(job.api_key.name, "cora")
+
+    def test_a_key_revoked_before_the_job_runs_gets_nothing(self):
+        key, raw = services.create_api_key(tenant=self.tenant_a, name="soon-gone", role=Role.COMPLIANCE)
+        with self.captureOnCommitCallbacks(execute=True):
+            response = self.api(raw).post(EXPORT_URL, {"format": "csv"}, format="json")
+        self.assertEqual(response.status_code, 202, response.content)
+        services.revoke_api_key(key)
+        run_worker()
+        job = Job.objects.get(uuid=response.json()["uuid"])
+        self.assertEqual(job.status, JobStatus.FAILED)
+        self.assertIn("revoked", job.error)
+        self.assertFalse(job.result_file)
+        self.assertFalse(AuditEntry.objects.filter(action="audit.export", object_id=str(job.uuid)).exists())
 
     def test_a_role_lost_before_the_job_runs_exports_nothing(self):
         with self.captureOnCommitCallbacks(execute=True):
