@@ -62,11 +62,12 @@ class ConnectFailed(Exception):
     """Setting up a connection failed: `result` is the deferred/bounced SendResult for the messages waiting for it;
     `next_host` says whether trying the next MX host makes sense."""
 
-    def __init__(self, result: SendResult, *, next_host: bool = True, host_down: bool = False):
+    def __init__(self, result: SendResult, *, next_host: bool = True, host_down: bool = False, tls_failed=False):
         super().__init__(result.smtp_output)
         self.result = result
         self.next_host = next_host
         self.host_down = host_down  # refused or timed out: avoid this host for a while
+        self.tls_failed = tls_failed  # the TLS handshake itself failed: opportunistic TLS may retry in plain text
 
 
 class NotSent(Exception):
@@ -213,6 +214,9 @@ class Endpoint:
             self.abort()
             text = f"{where} dropped the connection during the handshake: {error}"
             raise ConnectFailed(self._failure(text, started, connect_error=True)) from None
+        except BaseException:  # cancelled mid-handshake: do not leave the socket open
+            self.abort()
+            raise
         self.last_used = time.monotonic()
 
     async def _handshake(self, started: float, where: str) -> None:
@@ -262,6 +266,7 @@ class Endpoint:
             raise ConnectFailed(
                 make_result(None, "4.7.5" if self.tls_policy == REQUIRED else "4.4.2", text, **self._fields(started)),
                 next_host=True,
+                tls_failed=True,
             ) from None
         ssl_object = self._writer.get_extra_info("ssl_object")
         self.tls_version = ssl_object.version() if ssl_object is not None else None
@@ -336,6 +341,9 @@ class Endpoint:
             if stage == "end of data":
                 text += " (the message may have been delivered)"
             return self._failure(text, started, connect_error=True)
+        except BaseException:  # cancelled (the job timed out) or a bug, mid-transaction: the session is out of step
+            self.abort()
+            raise
         self.last_used = time.monotonic()
         return result
 

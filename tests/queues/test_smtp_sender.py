@@ -280,6 +280,33 @@ def test_process_pool_is_kept_across_calls(smtp_sink):
     assert state._state is None
 
 
+def test_a_batch_cancelled_mid_transaction_never_returns_its_connection_to_the_pool(smtp_sink_factory):
+    """RQ's job timeout cancels the batch on the pool's loop (DeliveryState.run). The connection it was using is
+    mid-transaction: were it kept, the next batch would read the stale replies as its own."""
+    sink = smtp_sink_factory(reply_delay=0.5)
+    destination = relay(sink)
+    state.close()
+    try:
+        delivery = state.get_state()
+        pool = delivery.pool
+        with pytest.raises(TimeoutError):  # what the job timeout does to the waiting worker thread
+            delivery.run(
+                pool.deliver(_messages("first@x.test"), destination=destination, source_ip="127.0.0.2",
+                             ehlo_hostname=EHLO),
+                timeout=0.2,
+            )  # fmt: skip
+        time.sleep(0.1)  # the cancellation runs on the pool's loop
+        assert pool.open_connections == 0
+        results = state.deliver(
+            _messages("second@x.test"), destination=destination, source_ip="127.0.0.2", ehlo_hostname=EHLO
+        )
+        assert (results[0].status, results[0].code) == ("delivered", 250)
+        assert [m.rcpt_tos for m in sink.wait_for_messages(1)] == [["second@x.test"]]
+        assert pool.connections_opened == 2
+    finally:
+        state.close()
+
+
 def test_a_dead_pooled_connection_is_replaced(smtp_sink_factory):
     with socket.socket() as probe:  # a fixed port, so that the restarted sink is the same destination
         probe.bind(("127.0.0.1", 0))
@@ -389,9 +416,11 @@ def test_smuggling_and_injection_never_make_an_extra_message_or_recipient(smtp_s
 class PipeliningServer:
     """A minimal SMTP server offering PIPELINING that records each chunk it reads, to see how commands arrive."""
 
-    def __init__(self):
+    def __init__(self, broken_starttls=False):
+        self.broken_starttls = broken_starttls  # offer STARTTLS, then answer the handshake with garbage
         self.chunks: list[bytes] = []
         self.messages: list[bytes] = []
+        self.connections = 0
 
     async def start(self):
         self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
@@ -402,6 +431,7 @@ class PipeliningServer:
         await self.server.wait_closed()
 
     async def handle(self, reader, writer):
+        self.connections += 1
         writer.write(b"220 pipe.test ESMTP\r\n")
         buffer, in_data, rcpt_ok = b"", False, False
         while chunk := await reader.read(65536):
@@ -422,7 +452,15 @@ class PipeliningServer:
                 line, buffer = buffer.split(b"\r\n", 1)
                 verb = line[:4].upper()
                 if verb == b"EHLO":
-                    replies.append(b"250-pipe.test\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n")
+                    starttls = b"250-STARTTLS\r\n" if self.broken_starttls else b""
+                    replies.append(b"250-pipe.test\r\n" + starttls + b"250-PIPELINING\r\n250 SIZE 1000000\r\n")
+                elif line.upper() == b"STARTTLS" and self.broken_starttls:
+                    writer.write(b"220 2.0.0 go ahead\r\n")
+                    await reader.read(65536)  # the ClientHello
+                    writer.write(b"this is not TLS\r\n" * 10)
+                    await writer.drain()
+                    writer.close()
+                    return
                 elif verb == b"MAIL":
                     rcpt_ok = False
                     replies.append(b"250 2.1.0 ok\r\n")
@@ -474,3 +512,37 @@ def test_pipelining_when_offered():
         assert b"RCPT TO:" in chunk and chunk.endswith(b"DATA\r\n")
     assert envelopes[0].startswith(b"MAIL FROM:<b-1@rp.example.test> SIZE=")
     assert envelopes[2].startswith(b"RSET\r\nMAIL FROM")  # the reset after the refusal rides along
+
+
+def _deliver_to_broken_starttls(tls_policy):
+    async def scenario():
+        server = PipeliningServer(broken_starttls=True)
+        await server.start()
+        pool = ConnectionPool()
+        try:
+            results = await pool.deliver(
+                _messages("a@x.test", "b@x.test"),
+                destination=Destination.for_relay("127.0.0.1", server.port),
+                source_ip="127.0.0.2",
+                ehlo_hostname=EHLO,
+                tls_policy=tls_policy,
+            )
+        finally:
+            await pool.close()
+            await server.stop()
+        return server, results
+
+    return asyncio.run(scenario())
+
+
+def test_opportunistic_tls_falls_back_to_plain_text_after_a_failed_handshake():
+    server, results = _deliver_to_broken_starttls("opportunistic")
+    assert [(r.status, r.tls_version) for r in results.values()] == [("delivered", None)] * 2
+    assert len(server.messages) == 2
+    assert server.connections == 2  # the failed handshake, then one plain-text connection for both
+
+
+def test_required_tls_never_falls_back_after_a_failed_handshake():
+    server, results = _deliver_to_broken_starttls("required")
+    assert {(r.status, r.category) for r in results.values()} == {("deferred", "tls_required")}
+    assert server.messages == []

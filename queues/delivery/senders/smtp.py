@@ -181,26 +181,36 @@ class ConnectionPool:
             raise ConnectFailed(make_result(None, "4.4.4", text, mx_host=host, source_ip=batch.source_ip))
         failure = None
         for address in usable:
-            endpoint = Endpoint(
-                host,
-                port,
-                address,
-                source_ip=batch.source_ip,
-                ehlo_hostname=batch.ehlo_hostname,
-                tls_policy=batch.tls_policy,
-                tls_cafile=settings.SMTP_TLS_CA_FILE,
-                timeouts=batch.timeouts,
-                username=batch.destination.username,
-                password=batch.destination.password,
-            )
             try:
-                await endpoint.connect()
-                return endpoint
+                return await self._connect_address(batch, host, port, address)
             except ConnectFailed as error:
                 failure = error
                 if not error.host_down:
                     break  # the host answered: its other addresses would answer the same
         raise failure
+
+    async def _connect_address(self, batch: _Batch, host: str, port: int, address: str) -> Endpoint:
+        """A connection to one address. With opportunistic TLS a failed handshake is retried once in plain text, as
+        Postfix does at security level "may" (RFC 7435): encryption is a bonus there, delivery is not optional."""
+        options = dict(
+            source_ip=batch.source_ip,
+            ehlo_hostname=batch.ehlo_hostname,
+            tls_policy=batch.tls_policy,
+            tls_cafile=settings.SMTP_TLS_CA_FILE,
+            timeouts=batch.timeouts,
+            username=batch.destination.username,
+            password=batch.destination.password,
+        )
+        endpoint = Endpoint(host, port, address, **options)
+        try:
+            await endpoint.connect()
+        except ConnectFailed as error:
+            if not (error.tls_failed and batch.tls_policy == OPPORTUNISTIC) or batch.destination.username:
+                raise  # (never a relay password in plain text after the server tried TLS)
+            logger.info("TLS handshake with %s[%s] failed; retrying in plain text", host, address)
+            endpoint = Endpoint(host, port, address, use_tls=False, **options)
+            await endpoint.connect()
+        return endpoint
 
     async def release(self, key, endpoint: Endpoint, max_messages: int | None = None) -> None:
         """Give a connection back: kept idle if usable and under the per-connection message limit, else closed."""
