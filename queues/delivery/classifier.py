@@ -174,11 +174,11 @@ def classify(
         code_text = enhanced[0] + "xx"  # no reply (DNS, connection): the enhanced code's class decides
     else:
         code_text = ""
+    if code_text.startswith("2"):  # the receiver took it: no rule (text alone may match) makes that a failure
+        return Classification("delivered", DELIVER, None)
     for rule in _iter_rules(extra_rules):
         if rule.matches(code_text, enhanced, text):
             return Classification(rule.category, rule.action, retry_after)
-    if code_text.startswith("2"):
-        return Classification("delivered", DELIVER, None)
     return Classification(UNKNOWN, BOUNCE if code_text.startswith("5") else DEFER, retry_after)
 
 

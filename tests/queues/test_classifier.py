@@ -145,3 +145,14 @@ def test_enhanced_patterns():
     assert not rule.matches("450", "5.7.1", "")
     exact = Rule(1, "", "5.1.2", "", "bad_domain", "bounce")
     assert not exact.matches("550", "5.1.20", "")
+
+
+def test_a_2xx_reply_is_delivered_whatever_its_text():
+    """Rules matching text alone (an admin's "blocked", the corpus's "spam") must not turn an accepted message into a
+    bounce: the receiver took it."""
+    rules = [_AdminRule(text="blocked|spam", category="reputation_block", action="bounce")]
+    for text in ("2.0.0 Ok: queued as 4F2 (not blocked)", "Message accepted, spam score 0.1"):
+        outcome = classify(250, None, text, extra_rules=rules)
+        assert (outcome.category, outcome.action) == ("delivered", "deliver")
+    result = reclassify(make_result(250, "2.0.0", "queued, not blocked"), rules)
+    assert (result.status, result.action) == ("delivered", "deliver")

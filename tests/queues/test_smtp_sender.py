@@ -335,6 +335,42 @@ def test_a_dead_pooled_connection_is_replaced(smtp_sink_factory):
     assert [m.rcpt_tos for m in sink.messages] == [["a@x.test"], ["b@x.test"]]
 
 
+def test_the_pool_forgets_destinations_it_no_longer_talks_to(smtp_sink):
+    """A worker runs for weeks and talks to many thousands of hosts: per-host bookkeeping must not outlive the
+    connections (closed idle, refused hosts' back-off expired)."""
+
+    async def scenario():
+        pool = ConnectionPool()
+        try:
+            for source_ip in ("127.0.0.2", "127.0.0.3"):
+                await pool.deliver(
+                    _messages("a@x.test"), destination=relay(smtp_sink), source_ip=source_ip, ehlo_hostname=EHLO
+                )
+            refused = Destination.for_relay("127.0.0.1", _closed_port())
+            [result] = (
+                await pool.deliver(_messages("b@x.test"), destination=refused, source_ip="127.0.0.2",
+                                   ehlo_hostname=EHLO)
+            ).values()  # fmt: skip
+            assert result.connect_error and pool._down_until
+            before = (len(pool._conditions), len(pool._open), len(pool._idle))
+            assert await pool.close_idle(max_idle=-1) == 2
+            await pool.close_idle(max_idle=-1, now=time.monotonic() + 3600)  # the refused host's back-off is over
+            after = (len(pool._conditions), len(pool._open), len(pool._idle), len(pool._down_until))
+            return before, after
+        finally:
+            await pool.close()
+
+    before, after = asyncio.run(scenario())
+    assert before[0] >= 2
+    assert after == (0, 0, 0, 0)
+
+
+def _closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_many_connections_hide_reply_latency(smtp_sink_factory):
     sink = smtp_sink_factory(reply_delay=0.05)  # 50 ms before each RCPT and end-of-data reply
     count = 300

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class ConnectionPool:
         self._idle: dict[tuple, list[Endpoint]] = collections.defaultdict(list)
         self._open: dict[tuple, int] = collections.defaultdict(int)
         self._conditions: dict[tuple, asyncio.Condition] = {}
+        self._users: dict[tuple, int] = collections.defaultdict(int)  # tasks holding or waiting for a key's lock
         self._down_until: dict[tuple, float] = {}
         self._closing: set[asyncio.Task] = set()
         self.connections_opened = 0  # counters for tests and benchmarks
@@ -109,11 +111,19 @@ class ConnectionPool:
 
     # -- connections ------------------------------------------------------------------------------------------------
 
-    def _condition(self, key) -> asyncio.Condition:
+    @contextlib.asynccontextmanager
+    async def _locked(self, key):
+        """`async with self._locked(key) as condition`: the key's lock held. Counting its users lets `close_idle`
+        forget a key no task is about to use (a waiter on a forgotten Condition would never be woken)."""
         condition = self._conditions.get(key)
         if condition is None:
             condition = self._conditions[key] = asyncio.Condition()
-        return condition
+        self._users[key] += 1
+        try:
+            async with condition:
+                yield condition
+        finally:
+            self._users[key] -= 1
 
     async def acquire(self, batch: _Batch) -> Endpoint:
         """A connection for the batch: an idle one to any of its hosts, else a new one (hosts in order, falling back
@@ -136,8 +146,7 @@ class ConnectionPool:
         raise failure
 
     async def _take_idle(self, key) -> Endpoint | None:
-        condition = self._condition(key)
-        async with condition:
+        async with self._locked(key):
             idle = self._idle[key]
             while idle:
                 endpoint = idle.pop()
@@ -149,8 +158,7 @@ class ConnectionPool:
 
     async def _open_to(self, batch: _Batch, host: str, port: int) -> Endpoint:
         key = batch.key(host, port)
-        condition = self._condition(key)
-        async with condition:
+        async with self._locked(key) as condition:
             while self._open[key] >= self.max_per_destination:
                 if self._idle[key]:
                     endpoint = self._idle[key].pop()
@@ -164,7 +172,7 @@ class ConnectionPool:
         try:
             endpoint = await self._connect(batch, host, port)
         except BaseException:
-            async with condition:
+            async with self._locked(key) as condition:
                 self._open[key] -= 1
                 condition.notify()
             raise
@@ -214,8 +222,7 @@ class ConnectionPool:
 
     async def release(self, key, endpoint: Endpoint, max_messages: int | None = None) -> None:
         """Give a connection back: kept idle if usable and under the per-connection message limit, else closed."""
-        condition = self._condition(key)
-        async with condition:
+        async with self._locked(key) as condition:
             if endpoint.usable and endpoint.messages_sent < (max_messages or self.max_messages_per_connection):
                 endpoint.last_used = time.monotonic()
                 self._idle[key].append(endpoint)
@@ -230,12 +237,14 @@ class ConnectionPool:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def close_idle(self, max_idle: float | None = None) -> int:
-        """Close connections idle longer than `max_idle` seconds (default: idle_timeout); returns how many."""
+    async def close_idle(self, max_idle: float | None = None, now: float | None = None) -> int:
+        """Close connections idle longer than `max_idle` seconds (default: idle_timeout); returns how many. Forgets
+        the bookkeeping of keys with no connection left and of expired host back-offs, so that a long-running
+        worker's pool stays as large as what it talks to now."""
         limit = self.idle_timeout if max_idle is None else max_idle
-        now, closed = time.monotonic(), 0
+        now, closed = time.monotonic() if now is None else now, 0
         for key in list(self._idle):
-            async with self._condition(key):
+            async with self._locked(key) as condition:
                 keep = []
                 for endpoint in self._idle[key]:
                     if endpoint.usable and now - endpoint.last_used < limit:
@@ -244,7 +253,14 @@ class ConnectionPool:
                         self._discard(key, endpoint)
                         closed += 1
                 self._idle[key] = keep
-                self._condition(key).notify_all()
+                condition.notify_all()
+        for key in list(self._conditions):
+            if not self._users[key] and not self._open[key] and not self._idle[key]:
+                for bookkeeping in (self._conditions, self._users, self._open, self._idle):
+                    bookkeeping.pop(key, None)
+        for host, until in list(self._down_until.items()):
+            if until <= now:
+                del self._down_until[host]
         return closed
 
     async def close(self) -> None:
