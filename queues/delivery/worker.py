@@ -53,7 +53,11 @@ def deliver_batch(batch, ids):
     _fresh_connections()
     try:
         _heartbeat()
-        token, claimed = dequeuer.claim(batch, ids)
+        try:
+            token, claimed = dequeuer.claim(batch, ids)
+        except Exception:  # database away, bad ids: the schedule lease runs out and the dequeuer tries again
+            logger.exception("Batch %s: claiming its rows failed", batch)
+            return 0
         if not claimed:
             logger.info("Batch %s: nothing left to claim (%d id(s) taken elsewhere or done)", batch, len(ids))
             return 0

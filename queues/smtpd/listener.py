@@ -55,11 +55,6 @@ async def _db(func, *args, **kwargs):
     return await asyncio.get_running_loop().run_in_executor(_executor, _in_db_thread(func, *args, **kwargs))
 
 
-def _db_blocking(func, *args, **kwargs):
-    """For aiosmtpd's synchronous authenticator hook: run in the DB thread and wait."""
-    return _executor.submit(_in_db_thread(func, *args, **kwargs)).result()
-
-
 def tls_context(cert=None, key=None):
     """A server TLS context from settings, or a self-signed certificate kept under var/ (development)."""
     cert = cert or settings.SMTPD_TLS_CERT
@@ -196,16 +191,46 @@ class SubmissionHandler:
         return f"250 2.0.0 OK queued as {ids[0]}" + (f" (+{len(ids) - 1} more)" if len(ids) > 1 else "")
 
 
+class _Unchecked:
+    """Credentials parsed by aiosmtpd's AUTH PLAIN/LOGIN, not checked yet (see SubmissionSMTP)."""
+
+    def __init__(self, login: LoginPassword):
+        self.login = login
+
+
 def authenticator(server, session, envelope, mechanism, auth_data):
+    """aiosmtpd calls this synchronously, on the event loop: hand the credentials on to SubmissionSMTP, which checks
+    them in the database thread (password hashing is slow by design and would stall every session)."""
     if not isinstance(auth_data, LoginPassword):
         return AuthResult(success=False, handled=False)
-    username = auth_data.login.decode("utf-8", errors="replace")
-    password = auth_data.password.decode("utf-8", errors="replace")
-    identity = _db_blocking(_authenticate, username, password)
-    if identity is None:
-        logger.info("SMTP AUTH failed for %r from %s", username, session.peer)
-        return AuthResult(success=False, handled=False)
-    return AuthResult(success=True, auth_data=identity)
+    return AuthResult(success=True, auth_data=_Unchecked(auth_data))
+
+
+class SubmissionSMTP(SMTP):
+    """aiosmtpd's SMTP with the credential check of AUTH PLAIN and LOGIN awaited off the event loop. aiosmtpd marks
+    the session authenticated only after these return, so nothing counts as logged in before the check."""
+
+    async def auth_PLAIN(self, _, args):
+        return await self._check(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _, args):
+        return await self._check(await super().auth_LOGIN(_, args))
+
+    async def _check(self, result: AuthResult) -> AuthResult:
+        if not (result.success and isinstance(result.auth_data, _Unchecked)):
+            return result
+        credentials = result.auth_data.login
+        username = credentials.login.decode("utf-8", errors="replace")
+        password = credentials.password.decode("utf-8", errors="replace")
+        try:
+            identity = await _db(_authenticate, username, password)
+        except Exception:
+            logger.exception("Checking SMTP credentials of %r failed", username)
+            return AuthResult(success=False, handled=False, message="454 4.7.0 Temporary authentication failure")
+        if identity is None:
+            logger.info("SMTP AUTH failed for %r from %s", username, self.session.peer)
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=identity)
 
 
 def make_server_factory(context, *, hostname=None, require_tls=True):
@@ -213,7 +238,7 @@ def make_server_factory(context, *, hostname=None, require_tls=True):
     handler = SubmissionHandler()
 
     def factory():
-        return SMTP(
+        return SubmissionSMTP(
             handler,
             hostname=hostname or settings.SMTPD_HOSTNAME,
             tls_context=context,

@@ -175,6 +175,44 @@ class ListenerTest(TransactionTestCase):
             {("gone@example.com", "hard_bounce"), ("angry@example.com", "complaint")},
         )
 
+    def test_a_slow_credential_check_does_not_stall_other_sessions(self):
+        """Password hashing takes a while by design; it runs in the database thread while the event loop goes on
+        serving every other session."""
+        import threading
+        from unittest import mock
+
+        from queues.smtpd import listener as module
+
+        entered, go_on = threading.Event(), threading.Event()
+
+        def held_authenticate(username, password):
+            entered.set()
+            go_on.wait(10)
+            return real_authenticate(username, password)
+
+        real_authenticate = module._authenticate
+        outcome = {}
+
+        def first_client():
+            try:
+                self.connect()
+                outcome["first"] = "logged in"
+            except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                outcome["first"] = repr(error)
+
+        with mock.patch.object(module, "_authenticate", held_authenticate):
+            thread = threading.Thread(target=first_client)
+            thread.start()
+            try:
+                self.assertTrue(entered.wait(5))
+                other = smtplib.SMTP("127.0.0.1", self.listener.port, timeout=3)  # answered while AUTH waits
+                self.addCleanup(other.close)
+                self.assertEqual(other.ehlo("second.test")[0], 250)
+            finally:
+                go_on.set()
+                thread.join(10)
+        self.assertEqual(outcome["first"], "logged in")
+
 
 def read_reply(reader):
     lines = []
