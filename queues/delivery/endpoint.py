@@ -62,12 +62,21 @@ class ConnectFailed(Exception):
     """Setting up a connection failed: `result` is the deferred/bounced SendResult for the messages waiting for it;
     `next_host` says whether trying the next MX host makes sense."""
 
-    def __init__(self, result: SendResult, *, next_host: bool = True, host_down: bool = False, tls_failed=False):
+    def __init__(
+        self,
+        result: SendResult,
+        *,
+        next_host: bool = True,
+        host_down: bool = False,
+        tls_failed: bool = False,
+        unverified: bool = False,
+    ):
         super().__init__(result.smtp_output)
         self.result = result
         self.next_host = next_host
         self.host_down = host_down  # refused or timed out: avoid this host for a while
         self.tls_failed = tls_failed  # the TLS handshake itself failed: opportunistic TLS may retry in plain text
+        self.unverified = unverified  # only the certificate check failed: opportunistic TLS retries without it
 
 
 class NotSent(Exception):
@@ -82,13 +91,14 @@ _ENHANCED = re.compile(rb"^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)")
 
 
 @functools.cache
-def tls_context(policy: str, cafile: str = "") -> ssl.SSLContext:
+def tls_context(policy: str, cafile: str = "", verify: bool = False) -> ssl.SSLContext:
     """The client context for a TLS policy (cached: building one costs milliseconds).
 
     required: full verification (certificate chain against `cafile` or the system store, host name);
-    opportunistic: encryption without authentication (CERT_NONE), as MTAs do by default (RFC 7435).
+    opportunistic: encryption without authentication (CERT_NONE), as MTAs do by default (RFC 7435); with `verify`,
+    the first try at a host, which verifies so that a trusted connection can be recorded as one.
     """
-    if policy == REQUIRED:
+    if policy == REQUIRED or verify:
         context = ssl.create_default_context(cafile=cafile or None)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
@@ -122,6 +132,7 @@ class Endpoint:
         username: str | None = None,
         password: str | None = None,
         use_tls: bool = True,
+        tls_verify: bool = False,
     ):
         self.host = host
         self.port = port
@@ -134,6 +145,7 @@ class Endpoint:
         self.username = username
         self.password = password
         self.use_tls = use_tls
+        self.tls_verify = tls_verify  # opportunistic: verify the certificate (a failure means a retry without)
         self.extensions: dict[str, str] = {}
         self.tls_version: str | None = None
         self.tls_verified = False
@@ -255,10 +267,15 @@ class Endpoint:
                 text = f"TLS is required but {where} refused STARTTLS: {reply}"
                 raise ConnectFailed(make_result(None, "4.7.10", text, **self._fields(started)))
             return  # opportunistic: carry on in plain text
-        context = tls_context(self.tls_policy, self.tls_cafile)
+        context = tls_context(self.tls_policy, self.tls_cafile, self.tls_verify)
         try:
             await self._writer.start_tls(context, server_hostname=self.host)
         except ssl.SSLCertVerificationError as error:
+            if self.tls_policy != REQUIRED:
+                text = f"the certificate of {where} failed verification: {error.verify_message}"
+                raise ConnectFailed(
+                    make_result(None, "4.7.5", text, **self._fields(started)), tls_failed=True, unverified=True
+                ) from None
             text = f"TLS is required but the certificate of {where} failed verification: {error.verify_message}"
             raise ConnectFailed(make_result(None, "4.7.5", text, **self._fields(started))) from None
         except (ssl.SSLError, OSError) as error:

@@ -178,6 +178,36 @@ def test_opportunistic_tls_with_a_self_signed_certificate(smtp_sink_factory):
     assert sink.wait_for_messages(1)[0].tls
 
 
+def test_opportunistic_tls_records_a_certificate_that_verifies(settings, smtp_sink_factory):
+    """Opportunistic TLS does not insist on a valid certificate, but says when there was one (as Postfix logs
+    "Trusted TLS connection"); a host whose certificate failed is not checked again on every connection."""
+    sink = smtp_sink_factory(tls_cert="self-signed")
+    settings.SMTP_TLS_CA_FILE = sink.ca_cert_path
+    [result] = deliver(relay(sink), _messages("tls@x.test"), tls_policy="opportunistic").values()
+    assert (result.status, result.tls_verified) == ("delivered", True)
+    assert sink.connections == 1
+
+    untrusted = smtp_sink_factory(tls_cert="self-signed")
+    settings.SMTP_TLS_CA_FILE = ""  # the test CA no longer trusted: verification fails, delivery does not
+
+    async def scenario():
+        pool = ConnectionPool(max_messages_per_connection=1)
+        try:
+            return [
+                await pool.deliver(
+                    _messages(f"u{index}@x.test"), destination=relay(untrusted), source_ip="127.0.0.2",
+                    ehlo_hostname=EHLO, tls_policy="opportunistic",
+                )
+                for index in range(3)
+            ]  # fmt: skip
+        finally:
+            await pool.close()
+
+    results = [batch[0] for batch in asyncio.run(scenario())]
+    assert [(r.status, r.tls_verified, bool(r.tls_version)) for r in results] == [("delivered", False, True)] * 3
+    assert untrusted.connections == 4  # one refused certificate, then TLS without verification for a while
+
+
 def test_required_tls_refuses_an_unverified_certificate(smtp_sink_factory):
     sink = smtp_sink_factory(tls_cert="self-signed")
     [result] = deliver(relay(sink), _messages("tls@x.test"), tls_policy="required").values()

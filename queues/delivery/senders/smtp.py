@@ -28,6 +28,7 @@ from ..result import SendResult
 logger = logging.getLogger(__name__)
 
 HOST_DOWN_SECONDS = 60  # a host that refused or timed out is tried after the others for this long
+UNVERIFIED_RECHECK_SECONDS = 3600  # opportunistic TLS: how long a certificate that failed verification is not checked
 
 
 @dataclass
@@ -62,6 +63,7 @@ class ConnectionPool:
         self._conditions: dict[tuple, asyncio.Condition] = {}
         self._users: dict[tuple, int] = collections.defaultdict(int)  # tasks holding or waiting for a key's lock
         self._down_until: dict[tuple, float] = {}
+        self._unverified_until: dict[tuple, float] = {}  # (host, port) whose certificate failed: not checked till
         self._closing: set[asyncio.Task] = set()
         self.connections_opened = 0  # counters for tests and benchmarks
         self.messages_sent = 0
@@ -198,8 +200,10 @@ class ConnectionPool:
         raise failure
 
     async def _connect_address(self, batch: _Batch, host: str, port: int, address: str) -> Endpoint:
-        """A connection to one address. With opportunistic TLS a failed handshake is retried once in plain text, as
-        Postfix does at security level "may" (RFC 7435): encryption is a bonus there, delivery is not optional."""
+        """A connection to one address. Opportunistic TLS verifies the certificate where it may succeed (to record
+        a trusted connection), retries without verification when only that failed (and skips the check at that host
+        for UNVERIFIED_RECHECK_SECONDS), and retries in plain text when the handshake itself failed, as Postfix does
+        at security level "may" (RFC 7435): encryption is a bonus there, delivery is not."""
         options = dict(
             source_ip=batch.source_ip,
             ehlo_hostname=batch.ehlo_hostname,
@@ -209,15 +213,31 @@ class ConnectionPool:
             username=batch.destination.username,
             password=batch.destination.password,
         )
-        endpoint = Endpoint(host, port, address, **options)
+        opportunistic = batch.tls_policy == OPPORTUNISTIC
+        verify = opportunistic and self._unverified_until.get((host, port), 0) <= time.monotonic()
         try:
+            endpoint = Endpoint(host, port, address, tls_verify=verify, **options)
             await endpoint.connect()
+            return endpoint
         except ConnectFailed as error:
-            if not (error.tls_failed and batch.tls_policy == OPPORTUNISTIC) or batch.destination.username:
-                raise  # (never a relay password in plain text after the server tried TLS)
-            logger.info("TLS handshake with %s[%s] failed; retrying in plain text", host, address)
-            endpoint = Endpoint(host, port, address, use_tls=False, **options)
-            await endpoint.connect()
+            if not (opportunistic and error.tls_failed):
+                raise
+            failure = error
+        if failure.unverified:
+            self._unverified_until[(host, port)] = time.monotonic() + UNVERIFIED_RECHECK_SECONDS
+            try:
+                endpoint = Endpoint(host, port, address, **options)
+                await endpoint.connect()
+                return endpoint
+            except ConnectFailed as error:
+                if not error.tls_failed:
+                    raise
+                failure = error
+        if batch.destination.username:
+            raise failure  # never a relay password in plain text after the server tried TLS
+        logger.info("TLS handshake with %s[%s] failed; retrying in plain text", host, address)
+        endpoint = Endpoint(host, port, address, use_tls=False, **options)
+        await endpoint.connect()
         return endpoint
 
     async def release(self, key, endpoint: Endpoint, max_messages: int | None = None) -> None:
@@ -258,9 +278,10 @@ class ConnectionPool:
             if not self._users[key] and not self._open[key] and not self._idle[key]:
                 for bookkeeping in (self._conditions, self._users, self._open, self._idle):
                     bookkeeping.pop(key, None)
-        for host, until in list(self._down_until.items()):
-            if until <= now:
-                del self._down_until[host]
+        for expiries in (self._down_until, self._unverified_until):
+            for host, until in list(expiries.items()):
+                if until <= now:
+                    del expiries[host]
         return closed
 
     async def close(self) -> None:
