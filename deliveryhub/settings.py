@@ -298,6 +298,8 @@ MESSAGE_MAX_RECIPIENTS = env_int("DELIVERYHUB_MESSAGE_MAX_RECIPIENTS", 1000)  # 
 DELIVERY_BATCH_SIZE = env_int("DELIVERYHUB_DELIVERY_BATCH_SIZE", 200)  # messages one batch job claims
 DELIVERY_LEASE_SECONDS = env_int("DELIVERYHUB_DELIVERY_LEASE_SECONDS", 600)  # a claimed batch's lease (> job timeout)
 DELIVERY_SCHEDULE_LEASE_SECONDS = env_int("DELIVERYHUB_SCHEDULE_LEASE", 120)  # enqueued, unclaimed: rescheduled after
+DELIVERY_MAX_LEASE_RECLAIMS = env_int("DELIVERYHUB_MAX_LEASE_RECLAIMS", 3)  # workers died on a message: then held
+DELIVERY_MAX_SCHEDULE_SECONDS = env_int("DELIVERYHUB_MAX_SCHEDULE_SECONDS", 30 * 86400)  # furthest `send_at` accepted
 DELIVERY_SCHEDULER_INTERVAL = env_int("DELIVERYHUB_DELIVERY_SCHEDULER_INTERVAL", 2)  # seconds between dequeuer runs
 DELIVERY_SCAN_LIMIT = env_int("DELIVERYHUB_DELIVERY_SCAN_LIMIT", 20000)  # ready messages one dequeuer run looks at
 DELIVERY_JOB_TIMEOUT = env_int("DELIVERYHUB_DELIVERY_JOB_TIMEOUT", 300)  # seconds RQ gives one batch job
@@ -310,6 +312,8 @@ SMTPD_PORT = env_int("DELIVERYHUB_SMTPD_PORT", 2587)  # submission listener port
 SMTPD_TLS_CERT = env_str("DELIVERYHUB_SMTPD_TLS_CERT", "")  # PEM certificate; empty in dev: self-signed under var/
 SMTPD_TLS_KEY = env_str("DELIVERYHUB_SMTPD_TLS_KEY", "")  # PEM private key of that certificate
 SMTPD_HOSTNAME = env_str("DELIVERYHUB_SMTPD_HOSTNAME", "localhost")  # name the listener announces
+SMTPD_INBOUND_HOST = env_str("DELIVERYHUB_SMTPD_INBOUND_HOST", SMTPD_HOST)  # MX of the return-path hosts (bounces)
+SMTPD_INBOUND_PORT = env_int("DELIVERYHUB_SMTPD_INBOUND_PORT", 2525)  # 25 in production; 0: no inbound port
 # This node's delivery queue ("delivery-<node>"): its workers run `rqworker delivery-<node>`.
 RQ_QUEUES[f"delivery-{NODE_NAME}"] = {"URL": REDIS_URL, "DEFAULT_TIMEOUT": DELIVERY_JOB_TIMEOUT}
 
@@ -330,5 +334,6 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "weasyprint": {"level": "WARNING"},  # one INFO line per rendered page otherwise
         "fontTools": {"level": "WARNING"},
+        "mail.log": {"level": env_str("DELIVERYHUB_SMTPD_LOG_LEVEL", "WARNING")},  # aiosmtpd: a line per command
     },
 }

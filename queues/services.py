@@ -269,6 +269,8 @@ def _store(tenant, prepared):
     rows, answers = [], []
     for (submission, _, domain, recipients, pool), content in zip(prepared, contents, strict=True):
         rp_host = return_path_host(domain)
+        # A send_at in the past means now: it must neither start the retry horizon early nor jump the queue.
+        send_at = max(submission.send_at, now) if submission.send_at else None
         batch = []
         for rcpt in recipients:
             message = Message(
@@ -281,7 +283,8 @@ def _store(tenant, prepared):
                 priority=submission.priority,
                 tag=submission.tag or "",
                 metadata=submission.metadata or {},
-                next_attempt_at=submission.send_at or now,
+                next_attempt_at=send_at or now,
+                send_at=send_at,
                 created=now,
             )
             message.mail_from = Message.verp_address(message.uuid, rp_host)
@@ -341,6 +344,25 @@ def cancel_message(message, *, acting_user=None):
         raise Conflict(f"The message is {message.status} and can no longer be cancelled.")
     MessageEvent.objects.create(message=message, kind=EventKind.CANCELLED)
     audit.record("message.cancel", obj=message)
+    message.refresh_from_db()
+    return message
+
+
+@transaction.atomic
+def release_message(message, *, acting_user=None):
+    """Put a held message back in the queue (due now, its count of dead workers reset) after someone had a look."""
+    now = timezone.now()
+    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.HELD).update(
+        status=MessageStatus.QUEUED, status_detail="Released: queued again.", next_attempt_at=now, lease_reclaims=0,
+        lease_owner=None, lease_expires=None, updated=now,
+    )  # fmt: skip
+    if not updated:
+        from deliveryhub.api.exceptions import Conflict
+
+        message.refresh_from_db()
+        raise Conflict(f"The message is {message.status}, not held: there is nothing to release.")
+    MessageEvent.objects.create(message=message, kind=EventKind.RELEASED)
+    audit.record("message.release", obj=message)
     message.refresh_from_db()
     return message
 

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from deliveryhub.api.exceptions import Conflict
 from deliveryhub.choices import Action, Area
 from deliveryhub.otp import otp_required_for_change
 from deliveryhub.views import may, requires, tenant_required
@@ -57,6 +58,7 @@ def message_detail(request, uuid):
         "events": message.events.order_by("time", "id"),
         "headers": bytes(message.content.raw).split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace"),
         "may_cancel": may(request, Area.SENDING, Action.CHANGE) and message.status in services.CANCELLABLE,
+        "may_release": may(request, Area.SENDING, Action.CHANGE) and message.status == MessageStatus.HELD,
     }
     return render(request, "queues/message_detail.html", context)
 
@@ -74,6 +76,22 @@ def message_cancel(request, uuid):
         messages.success(request, "The message is cancelled.")
     except Exception as exc:  # Conflict: already sent
         messages.error(request, str(getattr(exc, "detail", exc)))
+    return redirect("message-detail", uuid=message.uuid)
+
+
+@login_required
+@tenant_required
+@require_POST
+@requires(Area.SENDING, Action.CHANGE)
+def message_release(request, uuid):
+    message = get_object_or_404(
+        Message.objects.restrict(request.principal, Action.CHANGE).for_tenant(request.tenant), uuid=uuid
+    )
+    try:
+        services.release_message(message, acting_user=request.user)
+        messages.success(request, "The message is queued again.")
+    except Conflict as exc:  # not held (any more)
+        messages.error(request, str(exc.detail))
     return redirect("message-detail", uuid=message.uuid)
 
 

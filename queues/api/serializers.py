@@ -2,7 +2,10 @@
 
 import base64
 import binascii
+from datetime import timedelta
 
+from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
 from ..choices import MessagePriority
@@ -41,13 +44,24 @@ class MessageSubmitSerializer(serializers.Serializer):
     tag = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
     metadata = serializers.DictField(required=False, default=dict)
     ip_pool = serializers.CharField(required=False, allow_null=True, default=None)
-    send_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    send_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Not before this time; at most DELIVERY_MAX_SCHEDULE_SECONDS ahead",
+    )
     priority = serializers.ChoiceField(choices=list(PRIORITY_NAMES), required=False, default="transactional")
 
     def get_fields(self):
         fields = super().get_fields()
         fields["from"] = serializers.CharField(required=False, trim_whitespace=False)  # `from` is a keyword
         return fields
+
+    def validate_send_at(self, value):
+        limit = settings.DELIVERY_MAX_SCHEDULE_SECONDS
+        if value is not None and value > timezone.now() + timedelta(seconds=limit):
+            raise serializers.ValidationError(f"A message can be scheduled at most {limit / 86400:g} days ahead.")
+        return value
 
     def validate(self, attrs):
         raw = attrs.get("raw")
@@ -130,7 +144,7 @@ class MessageSerializer(serializers.ModelSerializer):
         model = Message
         fields = [
             "id", "status", "status_detail", "mail_from", "rcpt_to", "rcpt_domain", "sending_domain", "ip_pool",
-            "priority", "subject", "from_header", "tag", "metadata", "attempts", "next_attempt_at",
+            "priority", "subject", "from_header", "tag", "metadata", "attempts", "send_at", "next_attempt_at",
             "first_attempt_at", "last_attempt_at", "delivered_at", "created", "updated",
         ]  # fmt: skip
         read_only_fields = fields

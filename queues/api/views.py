@@ -1,4 +1,4 @@
-"""API views of the queues app: messages (intake, list, detail, cancel), routes, suppressions."""
+"""API views of the queues app: messages (intake, list, detail, cancel, release), routes, suppressions."""
 
 import json
 
@@ -86,6 +86,12 @@ class MessageViewSet(BaseViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMod
     @action(detail=True, methods=["post"], permission_action="change")
     def cancel(self, request, uuid=None):
         message = services.cancel_message(self.get_object(), acting_user=request.user)
+        return Response(MessageSerializer(message).data, status=status.HTTP_200_OK)
+
+    @action(detail=True, methods=["post"], permission_action="change")
+    def release(self, request, uuid=None):
+        """Put a held message (its workers kept dying on it) back in the queue."""
+        message = services.release_message(self.get_object(), acting_user=request.user)
         return Response(MessageSerializer(message).data, status=status.HTTP_200_OK)
 
 

@@ -3,8 +3,9 @@ The dequeuer: turn ready messages into batch jobs, and claim a batch's rows insi
 
 `schedule()` runs every few seconds (a `@system_job`, see queues/jobs.py). It
 
-1. puts rows back whose worker lease ran out (`sending` past `lease_expires`: the worker died),
-2. expires rows that waited past the retry horizon without a successful try,
+1. puts rows back whose worker lease ran out (`sending` past `lease_expires`: the worker died) — or holds them
+   when workers died on them DELIVERY_MAX_LEASE_RECLAIMS times, so one message cannot crash-loop the workers,
+2. expires rows that waited past the retry horizon (from their first try, else their send time) without success,
 3. reads ready rows (queued or deferred, due, no live lease), highest priority first, groups them by
    (tenant, IP pool, recipient domain), asks ippools for a source IP per group and destination provider (from
    the domain and its MX hosts: `provider_of`; that IP's node decides the queue), marks each chunk of up to
@@ -28,7 +29,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ..choices import READY_STATUSES, EventKind, MessagePriority, MessageStatus
@@ -68,31 +70,63 @@ def enqueue_batch(node_name, batch, ids):
 
 
 def reclaim_stale_leases(now=None):
-    """Rows a dead worker was sending go back to `queued` (the lease ran out). Returns how many."""
+    """Rows a dead worker was sending go back to `queued` (the lease ran out). Returns how many.
+
+    Each reclaim counts on the row: a message whose processing kills its worker (OOM, segfault) would otherwise
+    take down every worker that picks it up, forever. At DELIVERY_MAX_LEASE_RECLAIMS it is `held` for a person
+    to look at (services.release_message puts it back).
+    """
     now = now or timezone.now()
+    limit = settings.DELIVERY_MAX_LEASE_RECLAIMS
     with transaction.atomic():
-        ids = list(Message.objects.stale_leases(now).values_list("id", flat=True)[: settings.DELIVERY_SCAN_LIMIT])
-        if not ids:
+        stale = Message.objects.stale_leases(now)
+        if connection.features.has_select_for_update_skip_locked:
+            # Rows a late worker is finishing right now are skipped: its outcome wins, or the next run takes them.
+            stale = stale.select_for_update(skip_locked=True)
+        rows = list(stale.values_list("id", "lease_reclaims")[: settings.DELIVERY_SCAN_LIMIT])
+        if not rows:
             return 0
-        count = Message.objects.filter(id__in=ids, status=MessageStatus.SENDING, lease_expires__lt=now).update(
+        held = [pk for pk, reclaims in rows if reclaims + 1 >= limit]
+        requeued = [pk for pk, reclaims in rows if reclaims + 1 < limit]
+        reclaimed = Message.objects.filter(status=MessageStatus.SENDING, lease_expires__lt=now)
+        count = reclaimed.filter(id__in=requeued).update(
             status=MessageStatus.QUEUED, lease_owner=None, lease_expires=None, next_attempt_at=now, updated=now,
-            status_detail="The worker's lease ran out: queued again.",
+            lease_reclaims=F("lease_reclaims") + 1, status_detail="The worker's lease ran out: queued again.",
         )  # fmt: skip
-        MessageEvent.objects.bulk_create(
-            [MessageEvent(message_id=i, time=now, kind=EventKind.REQUEUED, detail="Worker lease expired.") for i in ids]
+        detail = (
+            f"Held: a worker's lease ran out {limit} times while sending this message (the worker was killed or hung, "
+            f"e.g. out of memory). Look at the message, then release or cancel it."
         )
+        count += reclaimed.filter(id__in=held).update(
+            status=MessageStatus.HELD, lease_owner=None, lease_expires=None, updated=now,
+            lease_reclaims=F("lease_reclaims") + 1, status_detail=detail,
+        )  # fmt: skip
+        events = [
+            MessageEvent(message_id=i, time=now, kind=EventKind.REQUEUED, detail="Worker lease expired.")
+            for i in requeued
+        ]
+        events += [MessageEvent(message_id=i, time=now, kind=EventKind.HELD, detail=detail) for i in held]
+        MessageEvent.objects.bulk_create(events)
     if count:
-        logger.warning("Requeued %d message(s) whose worker lease expired", count)
+        logger.warning("Reclaimed %d message(s) whose worker lease expired", count)
+    if held:
+        logger.error("Held %d message(s) whose workers died %d times: %s", len(held), limit, held[:20])
     return count
 
 
 def expire_overdue(now=None):
-    """Ready rows older than the retry horizon that never got through become `expired`."""
+    """Ready rows past the retry horizon that never got through become `expired`.
+
+    The horizon runs from the first attempt; before one, from the scheduled send time (a message scheduled days
+    ahead has not been waiting), else from intake.
+    """
     now = now or timezone.now()
     horizon = now - timedelta(seconds=settings.DELIVERY_RETRY_HORIZON_SECONDS)
     with transaction.atomic():
-        overdue = Message.objects.ready(now).filter(
-            Q(first_attempt_at__lt=horizon) | Q(first_attempt_at__isnull=True, created__lt=horizon)
+        overdue = (
+            Message.objects.ready(now)
+            .alias(clock=Coalesce("first_attempt_at", "send_at", "created"))
+            .filter(clock__lt=horizon)
         )
         ids = list(overdue.values_list("id", flat=True)[: settings.DELIVERY_SCAN_LIMIT])
         if not ids:
@@ -179,13 +213,15 @@ def schedule(now=None):
     rows = (
         Message.objects.ready(now)
         .order_by("priority", "next_attempt_at", "id")
-        .values_list("id", "tenant_id", "ip_pool_id", "priority", "rcpt_domain")[: settings.DELIVERY_SCAN_LIMIT]
+        .values_list("id", "tenant_id", "ip_pool_id", "priority", "rcpt_domain", "lease_reclaims")[
+            : settings.DELIVERY_SCAN_LIMIT
+        ]
     )
     groups = OrderedDict()
-    for pk, tenant_id, pool_id, priority, domain in rows:
-        groups.setdefault((tenant_id, pool_id, priority, domain), []).append(pk)
+    for pk, tenant_id, pool_id, priority, domain, reclaims in rows:
+        groups.setdefault((tenant_id, pool_id, priority, domain), []).append((pk, reclaims))
     batches, routes = 0, {}
-    for (tenant_id, pool_id, priority, domain), ids in groups.items():
+    for (tenant_id, pool_id, priority, domain), members in groups.items():
         try:
             if tenant_id not in routes:
                 routes[tenant_id] = list(Route.objects.filter(tenant_id=tenant_id, enabled=True))
@@ -193,8 +229,12 @@ def schedule(now=None):
         except Exception:  # one bad group never stops the others
             logger.exception("Finding the provider of %s failed", domain)
             continue
-        for start in range(0, len(ids), settings.DELIVERY_BATCH_SIZE):
-            chunk = ids[start : start + settings.DELIVERY_BATCH_SIZE]
+        # A row whose worker died goes in a batch of its own: if it is what kills workers, only it counts further
+        # reclaims and ends up held, not the rows that happened to share its batch.
+        size = settings.DELIVERY_BATCH_SIZE
+        ids = [pk for pk, reclaims in members if not reclaims]
+        chunks = [[pk] for pk, reclaims in members if reclaims] + [ids[i : i + size] for i in range(0, len(ids), size)]
+        for chunk in chunks:
             try:
                 batches += _schedule_chunk(tenant_id, pool_id, priority, provider, chunk, now)
             except Exception:  # one bad group never stops the others

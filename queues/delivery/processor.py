@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from ..choices import AttemptStatus, EventKind, MessageStatus, SuppressionReason
 from ..constants import ATTEMPT_TEXT_MAX, STATUS_DETAIL_MAX
-from ..models import BounceRule, DeliveryAttempt, Message, MessageEvent, Route, Suppression
+from ..models import BounceRule, DeliveryAttempt, Message, MessageContent, MessageEvent, Route, Suppression
 from . import dequeuer
 
 logger = logging.getLogger(__name__)
@@ -367,6 +367,7 @@ def finish(batch):
         message.status_detail = (outcome.detail or "")[:STATUS_DETAIL_MAX]
         message.lease_owner = None
         message.lease_expires = None
+        message.lease_reclaims = 0  # a worker got through with it: earlier deaths were not its doing
         message.updated = now
         result = outcome.result
         if result is not None:
@@ -385,8 +386,8 @@ def finish(batch):
         if outcome.suppress:
             suppressions.append((message.rcpt_to, outcome.suppress, f"{message.uuid}: {message.status_detail}"))
         rows.append(message)
-    fields = ["status", "status_detail", "lease_owner", "lease_expires", "updated", "attempts", "first_attempt_at",
-              "last_attempt_at", "delivered_at", "next_attempt_at"]  # fmt: skip
+    fields = ["status", "status_detail", "lease_owner", "lease_expires", "lease_reclaims", "updated", "attempts",
+              "first_attempt_at", "last_attempt_at", "delivered_at", "next_attempt_at"]  # fmt: skip
     with transaction.atomic():
         mine = dequeuer.still_mine(batch.token, [m.pk for m in rows])
         lost = [m for m in rows if m.pk not in mine]
@@ -482,14 +483,20 @@ STEPS = [check_suppression, check_domain_verified, check_send_limits, sign_dkim,
 
 
 def load(ids):
-    """The claimed messages with their content, domain and source IP (each domain and IP loaded once, not per row)."""
+    """The claimed messages with their content, domain and source IP, each loaded once per batch, not per row.
+
+    Recipients of one message share its content (up to MESSAGE_MAX_BYTES): joining it to every row would read
+    the body once per recipient, so each distinct content is read once and the rows share the instance.
+    """
     from domains.models import SendingDomain
     from ippools.models import IPAddress
 
-    messages = list(Message.objects.filter(id__in=ids).select_related("content").order_by("priority", "id"))
+    messages = list(Message.objects.filter(id__in=ids).order_by("priority", "id"))
+    contents = MessageContent.objects.in_bulk({m.content_id for m in messages})
     domains = SendingDomain.objects.in_bulk({m.sending_domain_id for m in messages})
     ips = IPAddress.objects.select_related("node").in_bulk({m.source_ip_id for m in messages if m.source_ip_id})
     for message in messages:
+        message.content = contents[message.content_id]
         message.sending_domain = domains[message.sending_domain_id]
         if message.source_ip_id:
             message.source_ip = ips[message.source_ip_id]

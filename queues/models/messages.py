@@ -61,11 +61,13 @@ class Message(TenantModel):
     status_detail = models.CharField(max_length=500, blank=True)  # the last outcome, in words
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
+    send_at = models.DateTimeField(null=True, blank=True)  # the client's schedule: the retry horizon starts here
     first_attempt_at = models.DateTimeField(null=True, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=100, null=True, blank=True)
     lease_expires = models.DateTimeField(null=True, blank=True)
+    lease_reclaims = models.PositiveSmallIntegerField(default=0)  # leases that ran out (its worker died); held at a cap
     source_ip = models.ForeignKey(
         "ippools.IPAddress", on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
     )  # chosen by the scheduler for the current batch, kept for the record

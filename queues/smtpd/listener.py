@@ -200,7 +200,7 @@ class _Unchecked:
 
 def authenticator(server, session, envelope, mechanism, auth_data):
     """aiosmtpd calls this synchronously, on the event loop: hand the credentials on to SubmissionSMTP, which checks
-    them in the database thread (password hashing is slow by design and would stall every session)."""
+    them in the database thread (a database round trip: a slow database must not stall every session)."""
     if not isinstance(auth_data, LoginPassword):
         return AuthResult(success=False, handled=False)
     return AuthResult(success=True, auth_data=_Unchecked(auth_data))
@@ -233,20 +233,26 @@ class SubmissionSMTP(SMTP):
         return AuthResult(success=True, auth_data=identity)
 
 
-def make_server_factory(context, *, hostname=None, require_tls=True):
-    """A factory of aiosmtpd SMTP protocol objects for `loop.create_server`."""
+def make_server_factory(context, *, hostname=None, require_tls=True, inbound=False):
+    """A factory of aiosmtpd SMTP protocol objects for `loop.create_server`.
+
+    `inbound`: the MX of the return-path hosts (port 25 in production). STARTTLS offered, never required (RFC 3207
+    forbids that of a publicly referenced MX, and a bounce from a server without TLS must still arrive), no AUTH:
+    only reports to our VERP addresses are taken there.
+    """
     handler = SubmissionHandler()
+    excluded = ["PLAIN", "LOGIN", *AUTH_MECHANISMS_EXCLUDED] if inbound else AUTH_MECHANISMS_EXCLUDED
 
     def factory():
         return SubmissionSMTP(
             handler,
             hostname=hostname or settings.SMTPD_HOSTNAME,
             tls_context=context,
-            require_starttls=require_tls,
+            require_starttls=require_tls and not inbound,
             auth_require_tls=True,
             auth_required=False,  # unauthenticated RCPT only to our VERP addresses (handle_RCPT)
             authenticator=authenticator,
-            auth_exclude_mechanism=AUTH_MECHANISMS_EXCLUDED,
+            auth_exclude_mechanism=excluded,
             data_size_limit=settings.MESSAGE_MAX_BYTES,
             enable_SMTPUTF8=False,
             decode_data=False,
@@ -306,6 +312,6 @@ class ThreadedServer:
 class Listener(ThreadedServer):
     """The submission listener in a background thread."""
 
-    def __init__(self, host=None, port=None, *, context=None, require_tls=True):
-        factory = make_server_factory(context or tls_context(), require_tls=require_tls)
+    def __init__(self, host=None, port=None, *, context=None, require_tls=True, inbound=False):
+        factory = make_server_factory(context or tls_context(), require_tls=require_tls, inbound=inbound)
         super().__init__(factory, host or settings.SMTPD_HOST, settings.SMTPD_PORT if port is None else port)

@@ -209,6 +209,58 @@ class MessageAPITest(TenantTestCase):
         self.assertEqual(self.api(self.alice_key).post(f"{URL}{uuid}/cancel/").status_code, 200)
         self.assertEqual(self.api(self.alice_key).post(f"{URL}{uuid}/cancel/").status_code, 409)
 
+    def test_send_at_bounded_and_shown(self):
+        from datetime import timedelta
+
+        from django.utils import timezone
+        from django.utils.dateparse import parse_datetime
+
+        too_far = (timezone.now() + timedelta(days=31)).isoformat()
+        response = self.api(self.send_key).post(URL, self.payload(send_at=too_far), format="json")
+        self.assertEqual(response.status_code, 400, response.content)
+        self.assertIn("send_at", response.json()["error"]["fields"])
+        response = self.api(self.send_key).post(
+            f"{URL}batch/", {"messages": [self.payload(), self.payload(send_at=too_far)]}, format="json"
+        )
+        self.assertEqual(response.status_code, 400, response.content)
+        self.assertIn("send_at", response.json()["error"]["fields"]["messages"]["1"])  # DRF nests per item
+        self.assertEqual((Message.objects.count(), MessageContent.objects.count()), (0, 0))
+        send_at = (timezone.now() + timedelta(days=29)).replace(microsecond=0)
+        response = self.api(self.send_key).post(URL, self.payload(send_at=send_at.isoformat()), format="json")
+        self.assertEqual(response.status_code, 202, response.content)
+        uuid = response.json()["messages"][0]["id"]
+        detail = self.api(self.alice_key).get(f"{URL}{uuid}/").json()
+        self.assertEqual(parse_datetime(detail["send_at"]), send_at)
+        listed = self.api(self.alice_key).get(URL).json()["results"]
+        self.assertEqual({parse_datetime(m["send_at"]) for m in listed}, {send_at})
+        unscheduled = self.api(self.send_key).post(URL, self.payload(to=["x@example.com"]), format="json").json()
+        self.assertIsNone(self.api(self.alice_key).get(f"{URL}{unscheduled['messages'][0]['id']}/").json()["send_at"])
+
+    def test_release(self):
+        from django.utils import timezone
+
+        from deliveryhub.models import AuditEntry
+        from queues.choices import EventKind
+        from queues.models import MessageEvent
+
+        accepted = accept_messages(self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t"))
+        m = accepted.messages[0]
+        self.assertEqual(self.api(self.alice_key).post(f"{URL}{m.uuid}/release/").status_code, 409)  # not held
+        Message.objects.filter(pk=m.pk).update(status=MessageStatus.HELD, lease_reclaims=3, status_detail="Held.")
+        self.assertEqual(self.api(self.charlie_key).post(f"{URL}{m.uuid}/release/").status_code, 404)
+        self.assertEqual(self.api(self.bob_key).post(f"{URL}{m.uuid}/release/").status_code, 403)
+        self.assertFalse(AuditEntry.objects.filter(action="message.release").exists())
+        response = self.api(self.alice_key).post(f"{URL}{m.uuid}/release/")
+        self.assertEqual(response.status_code, 200, response.content)
+        self.assertEqual(response.json()["status"], "queued")
+        m.refresh_from_db()
+        self.assertEqual((m.status, m.lease_reclaims), (MessageStatus.QUEUED, 0))
+        self.assertLessEqual(m.next_attempt_at, timezone.now())
+        self.assertTrue(MessageEvent.objects.filter(message=m, kind=EventKind.RELEASED).exists())
+        entry = self.last_audit(action="message.release")
+        self.assertEqual((entry.object_id, entry.tenant_id, entry.actor_type), (str(m.pk), self.tenant_a.pk, "apikey"))
+        self.assertEqual(self.api(self.alice_key).post(f"{URL}{m.uuid}/release/").status_code, 409)  # released already
+
 
 class RouteAPITest(APIViewTestCases.Full):
     url = "/api/v1/routes/"
@@ -289,6 +341,33 @@ class QueuesUITest(TenantTestCase):
         self.assertEqual(alice.post(f"/routes/{route.pk}/delete/").status_code, 302)
         self.assertEqual(bob.post("/test-inbox/", {"sender": "a@mail-a.test", "to": "y@example.com"}).status_code, 403)
         self.assertEqual(alice.get("/test-inbox/").status_code, 200)
+
+    def test_held_message_released_in_the_ui(self):
+        [m] = accept_messages(
+            self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t")
+        ).messages
+        alice, bob, charlie = self.client_for(self.alice), self.client_for(self.bob), self.client_for(self.charlie)
+        release_url = f"/messages/{m.uuid}/release/"
+        self.assertNotContains(alice.get(f"/messages/{m.uuid}/"), release_url)  # queued: nothing to release
+        Message.objects.filter(pk=m.pk).update(status=MessageStatus.HELD, lease_reclaims=3)
+        self.assertContains(alice.get(f"/messages/{m.uuid}/"), release_url)
+        self.assertNotContains(bob.get(f"/messages/{m.uuid}/"), release_url)
+        self.assertEqual(bob.post(release_url).status_code, 403)
+        self.assertEqual(charlie.post(release_url).status_code, 404)
+        self.assertRedirects(alice.post(release_url), f"/messages/{m.uuid}/", fetch_redirect_response=False)
+        m.refresh_from_db()
+        self.assertEqual((m.status, m.lease_reclaims), (MessageStatus.QUEUED, 0))
+        self.assertTrue(self.last_audit(action="message.release"))
+
+    def test_send_at_on_the_detail_page(self):
+        from datetime import datetime, timedelta
+        from datetime import timezone as tz
+
+        send_at = datetime.now(tz.utc).replace(microsecond=0) + timedelta(days=2)
+        [m] = accept_messages(
+            self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t", send_at=send_at)
+        ).messages
+        self.assertContains(self.client_for(self.bob).get(f"/messages/{m.uuid}/"), f"{send_at:%Y-%m-%d %H:%M:%S}")
 
     def test_list_filters_in_the_ui(self):
         for rcpt, tag in [("x@one.example", "welcome"), ("y@two.example", "digest")]:

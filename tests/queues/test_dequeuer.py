@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
@@ -86,6 +87,71 @@ class DequeuerTest(TenantTestCase):
         self.schedule()
         m.refresh_from_db()
         self.assertEqual(m.status, MessageStatus.EXPIRED)
+
+    def test_scheduled_message_horizon_starts_at_send_at(self):
+        """A message scheduled further ahead than the retry horizon is not expired before its first try."""
+        now = timezone.now()
+        send_at = now + timedelta(days=10)
+        [m] = send(self.tenant_a, ["a@one.example"], send_at=send_at)
+        horizon = timedelta(seconds=settings.DELIVERY_RETRY_HORIZON_SECONDS)
+        for when in (now + timedelta(days=5), send_at + timedelta(minutes=1), send_at + horizon - timedelta(minutes=1)):
+            with self.subTest(when=when):
+                self.assertEqual(dequeuer.expire_overdue(when), 0)
+        m.refresh_from_db()
+        self.assertEqual((m.status, m.send_at), (MessageStatus.QUEUED, send_at))
+        self.assertEqual(dequeuer.expire_overdue(send_at + horizon + timedelta(seconds=1)), 1)
+        m.refresh_from_db()
+        self.assertEqual(m.status, MessageStatus.EXPIRED)
+
+    def test_tried_message_horizon_starts_at_first_attempt(self):
+        """Once tried, a scheduled message's clock runs from its first attempt (later than send_at)."""
+        now = timezone.now()
+        [m] = send(self.tenant_a, ["a@one.example"], send_at=now + timedelta(hours=1))
+        first = now + timedelta(days=2)
+        Message.objects.filter(pk=m.pk).update(status=MessageStatus.DEFERRED, first_attempt_at=first, attempts=1)
+        horizon = timedelta(seconds=settings.DELIVERY_RETRY_HORIZON_SECONDS)
+        self.assertEqual(dequeuer.expire_overdue(first + horizon - timedelta(minutes=1)), 0)
+        self.assertEqual(dequeuer.expire_overdue(first + horizon + timedelta(seconds=1)), 1)
+
+    def test_past_send_at_means_now(self):
+        """A send_at in the past neither starts the retry horizon early nor jumps the queue."""
+        [m] = send(self.tenant_a, ["a@one.example"], send_at=timezone.now() - timedelta(days=10))
+        self.assertEqual(dequeuer.expire_overdue(), 0)
+        m.refresh_from_db()
+        self.assertEqual((m.status, m.send_at, m.next_attempt_at), (MessageStatus.QUEUED, m.created, m.created))
+
+    @override_settings(DELIVERY_MAX_LEASE_RECLAIMS=3)
+    def test_message_that_kills_its_workers_is_held(self):
+        """Every lease that runs out counts on the row; at the limit the message is held instead of crash-looping."""
+        [m] = send(self.tenant_a, ["a@one.example"])
+        now = timezone.now()
+        for reclaims in (1, 2, 3):
+            self.assertEqual(self.schedule(now), 1)
+            [(batch, ids)] = scheduled_batches().items()
+            dequeuer.claim(batch, ids, now)  # ... and the worker dies
+            now += timedelta(seconds=settings.DELIVERY_LEASE_SECONDS + 1)
+            self.assertEqual(dequeuer.reclaim_stale_leases(now), 1)
+            m.refresh_from_db()
+            self.assertEqual(m.lease_reclaims, reclaims)
+            self.assertIsNone(m.lease_owner)
+        self.assertEqual(m.status, MessageStatus.HELD)
+        self.assertIn("3 times", m.status_detail)
+        self.assertEqual(MessageEvent.objects.filter(message=m, kind=EventKind.REQUEUED).count(), 2)
+        self.assertEqual(MessageEvent.objects.filter(message=m, kind=EventKind.HELD).count(), 1)
+        # Held is not ready: neither scheduled again nor expired.
+        self.assertEqual(self.schedule(now + timedelta(days=10)), 0)
+        m.refresh_from_db()
+        self.assertEqual(m.status, MessageStatus.HELD)
+
+    def test_reclaimed_message_goes_alone(self):
+        """After a worker died, its rows are sent one per batch: only the one that kills workers gets held."""
+        rows = send(self.tenant_a, [f"u{i}@one.example" for i in range(4)])
+        Message.objects.filter(pk=rows[1].pk).update(lease_reclaims=1)
+        self.assertEqual(self.schedule(), 3)  # the reclaimed row alone, the other three in batches of two
+        batches = list(scheduled_batches().values())
+        self.assertIn([rows[1].pk], batches)
+        self.assertEqual(sorted(len(ids) for ids in batches), [1, 1, 2])
+        self.assertEqual(sorted(pk for ids in batches for pk in ids), sorted(m.pk for m in rows))
 
     def test_not_due_and_suppressed_not_scheduled(self):
         send(self.tenant_a, ["a@one.example"], send_at=timezone.now() + timedelta(hours=1))

@@ -176,8 +176,8 @@ class ListenerTest(TransactionTestCase):
         )
 
     def test_a_slow_credential_check_does_not_stall_other_sessions(self):
-        """Password hashing takes a while by design; it runs in the database thread while the event loop goes on
-        serving every other session."""
+        """Checking credentials is a database round trip (slow when the database is): it runs in the database
+        thread while the event loop goes on serving every other session."""
         import threading
         from unittest import mock
 
@@ -212,6 +212,35 @@ class ListenerTest(TransactionTestCase):
                 go_on.set()
                 thread.join(10)
         self.assertEqual(outcome["first"], "logged in")
+
+    def test_inbound_port_takes_reports_in_plain_text_and_offers_no_submission(self):
+        """The MX of the return-path hosts: RFC 3207 forbids a public MX to require TLS, so bounces from servers
+        without it still arrive; submission (AUTH) has no place there."""
+        cert, key, _ = self_signed_certificate()
+        inbound = Listener("127.0.0.1", 0, context=tls_context(cert, key), inbound=True).start()
+        self.addCleanup(inbound.stop)
+        [message] = accept_messages(self.tenant, Submission(sender="app@mail-a.test", to=["gone@example.com"],
+                                                            text="t")).messages  # fmt: skip
+        Message.objects.filter(pk=message.pk).update(status=MessageStatus.DELIVERED)
+        smtp = smtplib.SMTP("127.0.0.1", inbound.port, timeout=10)
+        self.addCleanup(smtp.close)
+        smtp.ehlo("mx.example.com")
+        self.assertIn("starttls", smtp.esmtp_features)
+        self.assertNotIn("auth", smtp.esmtp_features)
+        token = base64.b64encode(b"\0app-a\0" + self.password.encode()).decode()
+        self.assertNotEqual(smtp.docmd("AUTH", "PLAIN " + token)[0], 235)
+        smtp.mail("")
+        self.assertEqual(smtp.rcpt("someone@elsewhere.test")[0], 550)
+        self.assertEqual(smtp.rcpt(message.mail_from)[0], 250)
+        dsn = (
+            "From: MAILER-DAEMON@example.com\r\nTo: {to}\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n"
+            "Final-Recipient: rfc822; gone@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+        ).format(to=message.mail_from)
+        self.assertEqual(smtp.data(dsn.encode())[0], 250)
+        message.refresh_from_db()
+        self.assertEqual(message.status, MessageStatus.BOUNCED)
 
 
 def read_reply(reader):

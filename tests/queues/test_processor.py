@@ -48,6 +48,16 @@ class ProcessorTest(TenantTestCase):
         self.assertIsNotNone(m.delivered_at)
         self.assertTrue(MessageEvent.objects.filter(message=m, kind=EventKind.DELIVERED).exists())
 
+    def test_a_batch_that_finishes_clears_the_count_of_dead_workers(self):
+        """lease_reclaims counts workers that died in a row on the message: once a worker gets through with it, the
+        count starts again (and the row goes back to sharing batches)."""
+        rows = send(self.tenant_a, ["ok@example.com", "grey@example.com"])
+        self.sink.script("grey@example.com", "450 4.2.0 Greylisted, try again later")
+        Message.objects.filter(pk__in=[m.pk for m in rows]).update(lease_reclaims=2)
+        run_once()
+        self.assertEqual([(self.status(m), m.lease_reclaims) for m in rows],
+                         [(MessageStatus.DELIVERED, 0), (MessageStatus.DEFERRED, 0)])  # fmt: skip
+
     def test_greylisting_then_delivered(self):
         self.sink.script("grey@example.com", ["450 4.2.0 Greylisted, try again later", "250 2.1.5 OK"])
         [m] = send(self.tenant_a, "grey@example.com")
@@ -184,3 +194,48 @@ class ProcessorTest(TenantTestCase):
         self.assertEqual(self.status(m), MessageStatus.QUEUED)
         self.assertEqual(m.attempts, 0)
         self.assertEqual(self.sink.messages, [])
+
+
+class LoadTest(TenantTestCase):
+    """`load()` reads each content of a batch once, however many recipients share it (a body can be 25 MB)."""
+
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        make_sending_domain(cls.tenant_a, "mail-a.test")
+        cls.node, cls.ips, cls.pool = make_sending_ips(("127.0.0.2",))
+
+    def load(self, messages):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from queues.delivery import processor
+
+        Message.objects.update(source_ip=self.ips[0])
+        # Messages, their contents, their sending domains, their source IPs (with nodes): however large the batch.
+        with self.assertNumQueries(4), CaptureQueriesContext(connection) as queries:
+            loaded = processor.load([m.pk for m in messages])
+        content_reads = [q["sql"] for q in queries if '"raw"' in q["sql"]]
+        self.assertEqual(len(content_reads), 1, content_reads)
+        with self.assertNumQueries(0):
+            for message in loaded:
+                bytes(message.content.raw), message.sending_domain.name, message.source_ip.node.name
+        return loaded
+
+    def test_one_content_instance_per_batch(self):
+        rows = send(self.tenant_a, [f"u{i}@example.com" for i in range(30)])
+        loaded = self.load(rows)
+        self.assertEqual(len(loaded), 30)
+        self.assertTrue(all(m.content is loaded[0].content for m in loaded))
+        self.assertEqual(loaded[0].content.pk, rows[0].content_id)
+
+    def test_two_contents_two_instances(self):
+        first = send(self.tenant_a, ["a@example.com", "b@example.com"], subject="First")
+        second = send(self.tenant_a, ["c@example.com", "d@example.com", "e@example.com"], subject="Second")
+        loaded = self.load(first + second)
+        contents = {id(m.content): m.content for m in loaded}
+        self.assertEqual(len(contents), 2)
+        for message in loaded:
+            self.assertEqual(message.content.pk, message.content_id)
+            expected = "First" if message.rcpt_to in ("a@example.com", "b@example.com") else "Second"
+            self.assertEqual(message.content.subject, expected)
