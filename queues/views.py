@@ -74,8 +74,8 @@ def message_cancel(request, uuid):
     try:
         services.cancel_message(message, acting_user=request.user)
         messages.success(request, "The message is cancelled.")
-    except Exception as exc:  # Conflict: already sent
-        messages.error(request, str(getattr(exc, "detail", exc)))
+    except Conflict as exc:  # already sent or being sent
+        messages.error(request, str(exc.detail))
     return redirect("message-detail", uuid=message.uuid)
 
 

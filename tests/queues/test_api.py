@@ -3,8 +3,8 @@
 from deliveryhub import services as core_services
 from deliveryhub.choices import ApiKeyScope, Role
 from deliveryhub.testing.cases import APIViewTestCases, TenantTestCase
-from queues.choices import MessageStatus
-from queues.models import DeliveryAttempt, Message, MessageContent, Route, Suppression
+from queues.choices import EventKind, MessageStatus
+from queues.models import DeliveryAttempt, Message, MessageContent, MessageEvent, Route, Suppression
 from queues.services import Submission, accept_messages
 from queues.testing import make_sending_domain
 
@@ -358,6 +358,23 @@ class QueuesUITest(TenantTestCase):
         m.refresh_from_db()
         self.assertEqual((m.status, m.lease_reclaims), (MessageStatus.QUEUED, 0))
         self.assertTrue(self.last_audit(action="message.release"))
+
+    def test_cancel_in_the_ui(self):
+        [m] = accept_messages(
+            self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t")
+        ).messages
+        alice = self.client_for(self.alice)
+        cancel_url = f"/messages/{m.uuid}/cancel/"
+        self.assertContains(alice.get(f"/messages/{m.uuid}/"), cancel_url)
+        self.assertEqual(self.client_for(self.bob).post(cancel_url).status_code, 403)
+        self.assertEqual(self.client_for(self.charlie).post(cancel_url).status_code, 404)
+        page = alice.post(cancel_url, follow=True)
+        self.assertContains(page, "The message is cancelled.")
+        page = alice.post(cancel_url, follow=True)  # twice: the conflict is a message on the page, nothing changes
+        self.assertContains(page, "can no longer be cancelled")
+        m.refresh_from_db()
+        self.assertEqual(m.status, MessageStatus.CANCELLED)
+        self.assertEqual(MessageEvent.objects.filter(message=m, kind=EventKind.CANCELLED).count(), 1)
 
     def test_send_at_on_the_detail_page(self):
         from datetime import datetime, timedelta
