@@ -350,11 +350,13 @@ def cancel_message(message, *, acting_user=None):
 
 @transaction.atomic
 def release_message(message, *, acting_user=None):
-    """Put a held message back in the queue (due now, its count of dead workers reset) after someone had a look."""
+    """Put a held message back in the queue after someone had a look: due now, with a fresh retry horizon (from
+    `released_at`), and one dead worker short of being held again, so that it goes in a batch of its own."""
     now = timezone.now()
+    reclaims = max(settings.DELIVERY_MAX_LEASE_RECLAIMS - 1, 0)
     updated = Message.objects.filter(pk=message.pk, status=MessageStatus.HELD).update(
-        status=MessageStatus.QUEUED, status_detail="Released: queued again.", next_attempt_at=now, lease_reclaims=0,
-        lease_owner=None, lease_expires=None, updated=now,
+        status=MessageStatus.QUEUED, status_detail="Released: queued again.", next_attempt_at=now, released_at=now,
+        lease_reclaims=reclaims, lease_owner=None, lease_expires=None, updated=now,
     )  # fmt: skip
     if not updated:
         from deliveryhub.api.exceptions import Conflict

@@ -144,8 +144,8 @@ class MessageSerializer(serializers.ModelSerializer):
         model = Message
         fields = [
             "id", "status", "status_detail", "mail_from", "rcpt_to", "rcpt_domain", "sending_domain", "ip_pool",
-            "priority", "subject", "from_header", "tag", "metadata", "attempts", "send_at", "next_attempt_at",
-            "first_attempt_at", "last_attempt_at", "delivered_at", "created", "updated",
+            "priority", "subject", "from_header", "tag", "metadata", "attempts", "send_at", "released_at",
+            "next_attempt_at", "first_attempt_at", "last_attempt_at", "delivered_at", "created", "updated",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -30,7 +30,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from ..choices import READY_STATUSES, EventKind, MessagePriority, MessageStatus
@@ -118,14 +118,19 @@ def expire_overdue(now=None):
     """Ready rows past the retry horizon that never got through become `expired`.
 
     The horizon runs from the first attempt; before one, from the scheduled send time (a message scheduled days
-    ahead has not been waiting), else from intake.
+    ahead has not been waiting), else from intake; and never from before the message was last released from `held`
+    (someone looked at it and wants it tried).
     """
     now = now or timezone.now()
     horizon = now - timedelta(seconds=settings.DELIVERY_RETRY_HORIZON_SECONDS)
     with transaction.atomic():
         overdue = (
             Message.objects.ready(now)
-            .alias(clock=Coalesce("first_attempt_at", "send_at", "created"))
+            .alias(
+                clock=Greatest(  # NULLs coalesced: Greatest is NULL on SQLite when any argument is
+                    Coalesce("first_attempt_at", "send_at", "created"), Coalesce("released_at", "created")
+                )
+            )
             .filter(clock__lt=horizon)
         )
         ids = list(overdue.values_list("id", flat=True)[: settings.DELIVERY_SCAN_LIMIT])
@@ -229,11 +234,13 @@ def schedule(now=None):
         except Exception:  # one bad group never stops the others
             logger.exception("Finding the provider of %s failed", domain)
             continue
-        # A row whose worker died goes in a batch of its own: if it is what kills workers, only it counts further
-        # reclaims and ends up held, not the rows that happened to share its batch.
-        size = settings.DELIVERY_BATCH_SIZE
-        ids = [pk for pk, reclaims in members if not reclaims]
-        chunks = [[pk] for pk, reclaims in members if reclaims] + [ids[i : i + size] for i in range(0, len(ids), size)]
+        # A row one dead worker short of being held goes in a batch of its own: if it is what kills workers, only it
+        # is held, not the rows that happened to share its batch. Rows after a single death (a node restarted: its
+        # thousands of rows) still share batches, so as not to turn into thousands of one-message jobs.
+        size, alone_from = settings.DELIVERY_BATCH_SIZE, max(settings.DELIVERY_MAX_LEASE_RECLAIMS - 1, 1)
+        ids = [pk for pk, reclaims in members if reclaims < alone_from]
+        chunks = [[pk] for pk, reclaims in members if reclaims >= alone_from]
+        chunks += [ids[i : i + size] for i in range(0, len(ids), size)]
         for chunk in chunks:
             try:
                 batches += _schedule_chunk(tenant_id, pool_id, priority, provider, chunk, now)

@@ -94,12 +94,14 @@ _ENHANCED = re.compile(rb"^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)")
 def tls_context(policy: str, cafile: str = "", verify: bool = False) -> ssl.SSLContext:
     """The client context for a TLS policy (cached: building one costs milliseconds).
 
-    required: full verification (certificate chain against `cafile` or the system store, host name);
-    opportunistic: encryption without authentication (CERT_NONE), as MTAs do by default (RFC 7435); with `verify`,
-    the first try at a host, which verifies so that a trusted connection can be recorded as one.
+    required: full verification (certificate chain against the system store plus `cafile`, e.g. a private relay's
+    CA, and the host name); opportunistic: encryption without authentication (CERT_NONE), as MTAs do by default
+    (RFC 7435); with `verify`, the first try at a host, which verifies so that a trusted connection is recorded as one.
     """
     if policy == REQUIRED or verify:
-        context = ssl.create_default_context(cafile=cafile or None)
+        context = ssl.create_default_context()
+        if cafile:
+            context.load_verify_locations(cafile=cafile)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
     context = ssl.create_default_context()

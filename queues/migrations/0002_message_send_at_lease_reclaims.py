@@ -29,5 +29,10 @@ class Migration(migrations.Migration):
             name='send_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
+        migrations.AddField(
+            model_name='message',
+            name='released_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
         migrations.RunPython(backfill_send_at, migrations.RunPython.noop),
     ]

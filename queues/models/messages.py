@@ -68,6 +68,7 @@ class Message(TenantModel):
     lease_owner = models.CharField(max_length=100, null=True, blank=True)
     lease_expires = models.DateTimeField(null=True, blank=True)
     lease_reclaims = models.PositiveSmallIntegerField(default=0)  # leases that ran out (its worker died); held at a cap
+    released_at = models.DateTimeField(null=True, blank=True)  # last released from `held`: the horizon restarts here
     source_ip = models.ForeignKey(
         "ippools.IPAddress", on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
     )  # chosen by the scheduler for the current batch, kept for the record

@@ -156,6 +156,11 @@ def _one_line(text):
 class SubmissionHandler:
     """aiosmtpd hooks: relay refused without AUTH, reports accepted for VERP addresses, submission via the service."""
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        """The inbound port offers no AUTH mechanism: leave out the empty `AUTH` line (RFC 4954 wants at least one)."""
+        session.host_name = hostname
+        return [line for line in responses if line.rstrip() != "250-AUTH"]
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if not session.authenticated:
             if not await _db(_is_report_address, address):
@@ -203,7 +208,7 @@ def authenticator(server, session, envelope, mechanism, auth_data):
     them in the database thread (a database round trip: a slow database must not stall every session)."""
     if not isinstance(auth_data, LoginPassword):
         return AuthResult(success=False, handled=False)
-    return AuthResult(success=True, auth_data=_Unchecked(auth_data))
+    return AuthResult(success=False, handled=False, auth_data=_Unchecked(auth_data))  # fails closed if not checked
 
 
 class SubmissionSMTP(SMTP):
@@ -217,7 +222,7 @@ class SubmissionSMTP(SMTP):
         return await self._check(await super().auth_LOGIN(_, args))
 
     async def _check(self, result: AuthResult) -> AuthResult:
-        if not (result.success and isinstance(result.auth_data, _Unchecked)):
+        if not isinstance(result.auth_data, _Unchecked):
             return result
         credentials = result.auth_data.login
         username = credentials.login.decode("utf-8", errors="replace")

@@ -143,15 +143,37 @@ class DequeuerTest(TenantTestCase):
         m.refresh_from_db()
         self.assertEqual(m.status, MessageStatus.HELD)
 
+    @override_settings(DELIVERY_MAX_LEASE_RECLAIMS=3)
     def test_reclaimed_message_goes_alone(self):
-        """After a worker died, its rows are sent one per batch: only the one that kills workers gets held."""
-        rows = send(self.tenant_a, [f"u{i}@one.example" for i in range(4)])
-        Message.objects.filter(pk=rows[1].pk).update(lease_reclaims=1)
-        self.assertEqual(self.schedule(), 3)  # the reclaimed row alone, the other three in batches of two
+        """Rows whose workers died twice in a row go one per batch: the next death holds only the one that kills
+        workers, not its batch-mates. After a single death (a node restarted) rows still share batches: a dead
+        node's thousands of rows must not become thousands of one-message jobs."""
+        rows = send(self.tenant_a, [f"u{i}@one.example" for i in range(5)])
+        Message.objects.filter(pk=rows[1].pk).update(lease_reclaims=2)
+        Message.objects.filter(pk=rows[2].pk).update(lease_reclaims=1)
+        self.assertEqual(self.schedule(), 3)  # the twice-reclaimed row alone, the other four in batches of two
         batches = list(scheduled_batches().values())
         self.assertIn([rows[1].pk], batches)
-        self.assertEqual(sorted(len(ids) for ids in batches), [1, 1, 2])
+        self.assertEqual(sorted(len(ids) for ids in batches), [1, 2, 2])
         self.assertEqual(sorted(pk for ids in batches for pk in ids), sorted(m.pk for m in rows))
+
+    @override_settings(DELIVERY_MAX_LEASE_RECLAIMS=3)
+    def test_released_message_gets_a_fresh_horizon_and_stays_alone(self):
+        """Released days after it was held, a message is tried, not expired on the spot; it goes alone, and one more
+        dead worker holds it again."""
+        from queues.services import release_message
+
+        [m] = send(self.tenant_a, ["a@one.example"])
+        Message.objects.filter(pk=m.pk).update(status=MessageStatus.HELD, lease_reclaims=3,
+                                               created=timezone.now() - timedelta(days=6))  # fmt: skip
+        release_message(m)
+        m.refresh_from_db()
+        self.assertEqual((m.status, m.lease_reclaims), (MessageStatus.QUEUED, 2))
+        self.assertIsNotNone(m.released_at)
+        self.assertEqual(dequeuer.expire_overdue(), 0)
+        horizon = timedelta(seconds=settings.DELIVERY_RETRY_HORIZON_SECONDS)
+        self.assertEqual(dequeuer.expire_overdue(m.released_at + horizon - timedelta(minutes=1)), 0)
+        self.assertEqual(dequeuer.expire_overdue(m.released_at + horizon + timedelta(seconds=1)), 1)
 
     def test_not_due_and_suppressed_not_scheduled(self):
         send(self.tenant_a, ["a@one.example"], send_at=timezone.now() + timedelta(hours=1))

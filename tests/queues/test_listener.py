@@ -227,8 +227,6 @@ class ListenerTest(TransactionTestCase):
         smtp.ehlo("mx.example.com")
         self.assertIn("starttls", smtp.esmtp_features)
         self.assertNotIn("auth", smtp.esmtp_features)
-        token = base64.b64encode(b"\0app-a\0" + self.password.encode()).decode()
-        self.assertNotEqual(smtp.docmd("AUTH", "PLAIN " + token)[0], 235)
         smtp.mail("")
         self.assertEqual(smtp.rcpt("someone@elsewhere.test")[0], 550)
         self.assertEqual(smtp.rcpt(message.mail_from)[0], 250)
@@ -241,6 +239,18 @@ class ListenerTest(TransactionTestCase):
         self.assertEqual(smtp.data(dsn.encode())[0], 250)
         message.refresh_from_db()
         self.assertEqual(message.status, MessageStatus.BOUNCED)
+        # With TLS either: no AUTH on offer, and AUTH is refused however it is tried.
+        secure = smtplib.SMTP("127.0.0.1", inbound.port, timeout=10)
+        self.addCleanup(secure.close)
+        secure.starttls(context=client_context())
+        code, features = secure.ehlo("mx.example.com")
+        self.assertEqual(code, 250)
+        self.assertNotIn(b"AUTH", features)
+        token = base64.b64encode(b"\0app-a\0" + self.password.encode()).decode()
+        self.assertEqual(secure.docmd("AUTH", "PLAIN " + token)[0], 504)
+        self.assertEqual(secure.docmd("AUTH", "LOGIN")[0], 504)
+        secure.mail("app@mail-a.test")
+        self.assertEqual(secure.rcpt("rcpt@example.com")[0], 550)
 
 
 def read_reply(reader):

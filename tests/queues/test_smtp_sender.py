@@ -3,6 +3,7 @@ loopback DNS server for MX fallback. Nothing is mocked."""
 
 import asyncio
 import socket
+import ssl
 import time
 
 import pytest
@@ -222,6 +223,17 @@ def test_required_tls_with_a_trusted_ca_is_verified(settings, smtp_sink_factory)
     [result] = deliver(relay(sink), _messages("tls@x.test"), tls_policy="required").values()
     assert (result.status, result.tls_verified) == ("delivered", True)
     assert result.tls_version in ("TLSv1.2", "TLSv1.3")
+
+
+def test_a_configured_ca_file_adds_to_the_system_store(smtp_sink_factory):
+    """SMTP_TLS_CA_FILE is for a private relay's CA: public MX hosts must still verify against the system store."""
+    from queues.delivery.endpoint import tls_context
+
+    sink = smtp_sink_factory(tls_cert="self-signed")
+    system = ssl.create_default_context().cert_store_stats()["x509_ca"]
+    for policy, verify in (("required", False), ("opportunistic", True)):
+        context = tls_context(policy, sink.ca_cert_path, verify)
+        assert context.cert_store_stats()["x509_ca"] == system + 1
 
 
 def test_relay_requiring_tls_overrides_an_opportunistic_policy(smtp_sink_factory):
@@ -580,14 +592,14 @@ def test_pipelining_when_offered():
     assert envelopes[2].startswith(b"RSET\r\nMAIL FROM")  # the reset after the refusal rides along
 
 
-def _deliver_to_broken_starttls(tls_policy):
+def _deliver_to_broken_starttls(tls_policy, count=2, **pool_options):
     async def scenario():
         server = PipeliningServer(broken_starttls=True)
         await server.start()
-        pool = ConnectionPool()
+        pool = ConnectionPool(**pool_options)
         try:
             results = await pool.deliver(
-                _messages("a@x.test", "b@x.test"),
+                _messages(*[f"u{index}@x.test" for index in range(count)]),
                 destination=Destination.for_relay("127.0.0.1", server.port),
                 source_ip="127.0.0.2",
                 ehlo_hostname=EHLO,
@@ -606,6 +618,13 @@ def test_opportunistic_tls_falls_back_to_plain_text_after_a_failed_handshake():
     assert [(r.status, r.tls_version) for r in results.values()] == [("delivered", None)] * 2
     assert len(server.messages) == 2
     assert server.connections == 2  # the failed handshake, then one plain-text connection for both
+
+
+def test_a_failed_handshake_is_remembered():
+    """The next connections to that host go straight to plain text for a while: no failed handshake each time."""
+    server, results = _deliver_to_broken_starttls("opportunistic", count=3, max_messages_per_connection=1)
+    assert [r.status for r in results.values()] == ["delivered"] * 3
+    assert server.connections == 4  # one failed handshake, then three plain-text connections
 
 
 def test_required_tls_never_falls_back_after_a_failed_handshake():

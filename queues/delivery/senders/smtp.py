@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 HOST_DOWN_SECONDS = 60  # a host that refused or timed out is tried after the others for this long
 UNVERIFIED_RECHECK_SECONDS = 3600  # opportunistic TLS: how long a certificate that failed verification is not checked
+TLS_BROKEN_RECHECK_SECONDS = 3600  # opportunistic TLS: how long a host whose TLS handshake failed gets plain text
 
 
 @dataclass
@@ -64,6 +65,7 @@ class ConnectionPool:
         self._users: dict[tuple, int] = collections.defaultdict(int)  # tasks holding or waiting for a key's lock
         self._down_until: dict[tuple, float] = {}
         self._unverified_until: dict[tuple, float] = {}  # (host, port) whose certificate failed: not checked till
+        self._tls_broken_until: dict[tuple, float] = {}  # (host, port) whose TLS handshake failed: plain text till
         self._closing: set[asyncio.Task] = set()
         self.connections_opened = 0  # counters for tests and benchmarks
         self.messages_sent = 0
@@ -202,8 +204,9 @@ class ConnectionPool:
     async def _connect_address(self, batch: _Batch, host: str, port: int, address: str) -> Endpoint:
         """A connection to one address. Opportunistic TLS verifies the certificate where it may succeed (to record
         a trusted connection), retries without verification when only that failed (and skips the check at that host
-        for UNVERIFIED_RECHECK_SECONDS), and retries in plain text when the handshake itself failed, as Postfix does
-        at security level "may" (RFC 7435): encryption is a bonus there, delivery is not."""
+        for UNVERIFIED_RECHECK_SECONDS), and retries in plain text when the handshake itself failed (and goes straight
+        to plain text there for TLS_BROKEN_RECHECK_SECONDS), as Postfix does at security level "may" (RFC 7435):
+        encryption is a bonus there, delivery is not. A relay with credentials never gets them in plain text."""
         options = dict(
             source_ip=batch.source_ip,
             ehlo_hostname=batch.ehlo_hostname,
@@ -214,8 +217,14 @@ class ConnectionPool:
             password=batch.destination.password,
         )
         opportunistic = batch.tls_policy == OPPORTUNISTIC
-        verify = opportunistic and self._unverified_until.get((host, port), 0) <= time.monotonic()
+        now = time.monotonic()
+        plain = opportunistic and not batch.destination.username and self._tls_broken_until.get((host, port), 0) > now
+        verify = opportunistic and self._unverified_until.get((host, port), 0) <= now
         try:
+            if plain:
+                endpoint = Endpoint(host, port, address, use_tls=False, **options)
+                await endpoint.connect()
+                return endpoint
             endpoint = Endpoint(host, port, address, tls_verify=verify, **options)
             await endpoint.connect()
             return endpoint
@@ -235,6 +244,7 @@ class ConnectionPool:
                 failure = error
         if batch.destination.username:
             raise failure  # never a relay password in plain text after the server tried TLS
+        self._tls_broken_until[(host, port)] = time.monotonic() + TLS_BROKEN_RECHECK_SECONDS
         logger.info("TLS handshake with %s[%s] failed; retrying in plain text", host, address)
         endpoint = Endpoint(host, port, address, use_tls=False, **options)
         await endpoint.connect()
@@ -278,7 +288,7 @@ class ConnectionPool:
             if not self._users[key] and not self._open[key] and not self._idle[key]:
                 for bookkeeping in (self._conditions, self._users, self._open, self._idle):
                     bookkeeping.pop(key, None)
-        for expiries in (self._down_until, self._unverified_until):
+        for expiries in (self._down_until, self._unverified_until, self._tls_broken_until):
             for host, until in list(expiries.items()):
                 if until <= now:
                     del expiries[host]
