@@ -44,7 +44,7 @@ RSA_KEY_BITS = 2048
 FOLD_WIDTH = 76  # characters per line of the DKIM-Signature header before folding
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
-_WSP_RUN = re.compile(rb"[ \t]+")
+_WSP_RUN = re.compile(rb"[ \t]{2,}|\t")  # whitespace that relaxed canonicalisation changes (a lone space stays)
 _HEADER_LINE = re.compile(rb"([^:\r\n]+):")
 
 
@@ -83,14 +83,22 @@ def split_message(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
 
 def relaxed_header(name: bytes, value: bytes) -> bytes:
     """RFC 6376 3.4.2 relaxed header canonicalisation, without the final CRLF."""
-    value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
+    value = _collapse_wsp(value.replace(b"\r\n", b"")).strip(b" ")
     return name.strip().lower() + b":" + value
 
 
 def relaxed_body(body: bytes) -> bytes:
     """RFC 6376 3.4.4 relaxed body canonicalisation of a CRLF body."""
-    body = _WSP_RUN.sub(b" ", body).replace(b" \r\n", b"\r\n").rstrip(b"\r\n ")
+    body = _collapse_wsp(body).replace(b" \r\n", b"\r\n").rstrip(b"\r\n ")
     return body + b"\r\n" if body else b""
+
+
+def _collapse_wsp(data: bytes) -> bytes:
+    """Every run of spaces and tabs as one space. Most text has neither tabs nor double spaces: two C-speed scans
+    then skip the regular expression (a third of a worker's Python time on 5 KB bodies otherwise)."""
+    if b"\t" not in data and b"  " not in data:
+        return data
+    return _WSP_RUN.sub(b" ", data)
 
 
 def body_hash(body: bytes) -> str:

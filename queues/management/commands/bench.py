@@ -90,8 +90,13 @@ class Command(BaseCommand):
             if not Path(tool).exists():
                 raise CommandError(f"{tool} is missing: install Postfix (apt-get install postfix).")
         workdir = Path(tempfile.mkdtemp(prefix="deliveryhub-bench-"))
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}", "DELIVERYHUB_NODE": NODE,
-               "DELIVERYHUB_VAR_DIR": str(workdir), "DELIVERYHUB_DEMO": "false", "DEBUG": "true",
+        # Production mode (DEBUG off), as deployed: with DEBUG on, Django records every SQL query in memory.
+        import secrets
+
+        database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{workdir / 'bench.sqlite3'}"
+        env = {**os.environ, "DATABASE_URL": database_url, "DELIVERYHUB_NODE": NODE,
+               "DELIVERYHUB_VAR_DIR": str(workdir), "DELIVERYHUB_DEMO": "false", "DEBUG": "false",
+               "DELIVERYHUB_SECRET_KEY": secrets.token_urlsafe(50), "DELIVERYHUB_DATA_KEY": secrets.token_urlsafe(50),
                "DELIVERYHUB_LOG_LEVEL": "WARNING"}  # fmt: skip
         redis_proc = None
         if not os.environ.get("REDIS_URL"):
@@ -189,8 +194,6 @@ class Command(BaseCommand):
         return count / (time.monotonic() - started)
 
     def run_once(self, workdir, key, count, worker_count, tag):
-        from django.db import connection
-
         from queues.choices import MessageStatus
         from queues.delivery import dequeuer
         from queues.models import Message
@@ -223,12 +226,9 @@ class Command(BaseCommand):
                 proc.send_signal(signal.SIGTERM)
             for proc in workers:
                 proc.wait(30)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT (julianday(delivered_at) - julianday(created)) * 86400.0 FROM queues_message "
-                "WHERE tag = %s ORDER BY 1", [tag],
-            )  # fmt: skip
-            latencies = [row[0] for row in cursor.fetchall()]
+        latencies = sorted(
+            (done - created).total_seconds() for done, created in messages.values_list("delivered_at", "created")
+        )
         return {
             "messages": count,
             "intake_rate": intake_rate,
