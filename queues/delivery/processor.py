@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ..choices import AttemptStatus, EventKind, MessageStatus, SuppressionReason
@@ -396,8 +396,8 @@ def finish(batch):
                            batch.token)  # fmt: skip
         rows = [m for m in rows if m.pk in mine]
         _write_rows(rows, fields)
-        DeliveryAttempt.objects.bulk_create([a for a in attempts if a.message_id in mine], batch_size=500)
-        MessageEvent.objects.bulk_create([e for e in events if e.message_id in mine], batch_size=500)
+        _insert(DeliveryAttempt, [a for a in attempts if a.message_id in mine])
+        _insert(MessageEvent, [e for e in events if e.message_id in mine])
         if suppressions:
             from ..services import suppress_addresses
 
@@ -406,6 +406,24 @@ def finish(batch):
             dequeuer.release(batch.token, ids, next_attempt_at=retry_at, detail=detail)
     _record_ip_outcomes(batch, rows)
     return rows
+
+
+def _insert(model, objs):
+    """INSERT `objs` in one executemany: bulk_create without its per-row SQL assembly, which was a quarter of a
+    worker's Python time for a batch's attempts and events. Values go through each field's own conversion; no
+    primary keys come back (nothing here needs them)."""
+    if not objs:
+        return
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    rows = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objs]
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), UPDATE_CHUNK):
+            cursor.executemany(sql, rows[start : start + UPDATE_CHUNK])
 
 
 def _write_rows(rows, fields):
