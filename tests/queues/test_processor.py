@@ -47,7 +47,8 @@ class ProcessorTest(TenantTestCase):
         self.assertEqual(m.attempts, 1)
         self.assertIsNotNone(m.delivered_at)
         event = MessageEvent.objects.get(message=m, kind=EventKind.DELIVERED)
-        self.assertEqual(event.data, {"code": 250, "enhanced": "2.0.0", "mx_host": "127.0.0.1", "source_ip": "127.0.0.2"})
+        expected = {"code": 250, "enhanced": "2.0.0", "mx_host": "127.0.0.1", "source_ip": "127.0.0.2"}
+        self.assertEqual(event.data, expected)
         self.assertEqual((event.time, attempt.time), (m.last_attempt_at, m.last_attempt_at))
 
     def test_a_batch_that_finishes_clears_the_count_of_dead_workers(self):
