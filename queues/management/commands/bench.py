@@ -33,7 +33,7 @@ BODY_BYTES = 5 * 1024  # message size
 INTAKE_CHUNK = 500  # messages per API request
 LATENCY_SINK_DELAY = 0.05  # seconds before RCPT and end-of-data replies in the second run
 NODE = "bench"
-SCHEDULE_EVERY = 0.2  # seconds between scheduler runs during the benchmark
+SCHEDULE_EVERY = 1.0  # seconds between scheduler runs during the benchmark
 # smtp-sink serves at most 256 connections at once by default (-m) and leaves the rest queued in the kernel, unanswered:
 # each worker keeps up to DELIVERY_BATCH_CONCURRENCY connections per source IP open (pooled for reuse), so two workers
 # and two IPs at 100 exceed it and new connections wait for a greeting until SMTP_CONNECT_TIMEOUT. Let it serve them
