@@ -7,6 +7,7 @@ content, one `Message` row per envelope recipient (bulk-created), their first ev
 idempotency record, in one transaction; the caller answers only after it committed.
 """
 
+import datetime
 import hashlib
 import json
 import logging
@@ -131,6 +132,13 @@ def _check_common(submission):
         raise ValidationError({"metadata": f"Metadata is larger than {METADATA_MAX_BYTES} bytes."})
     if submission.priority not in MessagePriority.values:
         raise ValidationError({"priority": "Unknown priority."})
+    send_at = submission.send_at
+    if send_at is not None:
+        if not isinstance(send_at, datetime.datetime) or timezone.is_naive(send_at):
+            raise ValidationError({"send_at": "A send time is a date and time with a time zone."})
+        limit = settings.DELIVERY_MAX_SCHEDULE_SECONDS
+        if send_at > timezone.now() + datetime.timedelta(seconds=limit):
+            raise ValidationError({"send_at": f"A message can be scheduled at most {limit / 86400:g} days ahead."})
 
 
 def _recipients(addresses, field_name):

@@ -46,6 +46,23 @@ class AcceptTest(TenantTestCase):
         fields.setdefault("text", "Body")
         return services.accept_messages(self.tenant_a, Submission(**fields))
 
+    def test_send_at_is_bounded_for_every_caller(self):
+        """Not only the API serializer: the service refuses a send time too far ahead or without a time zone, so any
+        caller (the SMTP listener, campaigns) gets the same rule; nothing is stored."""
+        import datetime
+
+        from django.utils import timezone
+
+        limit = datetime.timedelta(days=30)
+        with override_settings(DELIVERY_MAX_SCHEDULE_SECONDS=int(limit.total_seconds())):
+            for bad in (timezone.now() + limit + datetime.timedelta(hours=1), datetime.datetime(2030, 1, 1), "soon"):
+                with self.subTest(send_at=bad), self.assertRaises(ValidationError) as caught:
+                    self.accept(send_at=bad)
+                self.assertIn("send_at", caught.exception.message_dict)
+            self.assertFalse(Message.objects.exists())
+            [message] = self.accept(send_at=timezone.now() + limit - datetime.timedelta(hours=1)).messages
+        self.assertIsNotNone(message.send_at)
+
     def test_one_row_per_recipient_sharing_content(self):
         accepted = self.accept(to=["a@x.example", "B <b@y.example>"], cc=["c@x.example"], bcc=["d@z.example"])
         self.assertEqual(len(accepted.messages), 4)
