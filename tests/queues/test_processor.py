@@ -1,5 +1,6 @@
 """The processor against scripted aiosmtpd sinks: outcomes, retries, bounces, suppressions, poison messages."""
 
+from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
@@ -50,6 +51,27 @@ class ProcessorTest(TenantTestCase):
         expected = {"code": 250, "enhanced": "2.0.0", "mx_host": "127.0.0.1", "source_ip": "127.0.0.2"}
         self.assertEqual(event.data, expected)
         self.assertEqual((event.time, attempt.time), (m.last_attempt_at, m.last_attempt_at))
+
+    def test_a_batch_with_mixed_replies_records_each_attempt_with_its_own_values(self):
+        """finish() converts each distinct value once per batch: rows that share values and rows that do not must
+        each keep their own (reply, code, status, event data)."""
+        rows = send(self.tenant_a, ["ok1@example.com", "full@example.com", "ok2@example.com", "gone@example.com"])
+        self.sink.script_data("full@example.com", "552 5.2.2 Mailbox full")
+        self.sink.script("gone@example.com", "550 5.1.1 No such user")
+        run_once()
+        attempts = {a.message.rcpt_to: a for a in DeliveryAttempt.objects.filter(message__in=rows)}
+        got = {rcpt: (a.status, a.code, a.enhanced_code, a.node) for rcpt, a in attempts.items()}
+        self.assertEqual(got, {
+            "ok1@example.com": ("delivered", 250, "2.0.0", settings.NODE_NAME),
+            "ok2@example.com": ("delivered", 250, "2.0.0", settings.NODE_NAME),
+            "full@example.com": ("deferred", 552, "5.2.2", settings.NODE_NAME),
+            "gone@example.com": ("bounced", 550, "5.1.1", settings.NODE_NAME),
+        })  # fmt: skip
+        self.assertIn("Mailbox full", attempts["full@example.com"].text)
+        replied = MessageEvent.objects.filter(message__in=rows, data__has_key="code")
+        events = {e.message.rcpt_to: e.data["code"] for e in replied}
+        self.assertEqual(events, {"ok1@example.com": 250, "ok2@example.com": 250, "full@example.com": 552,
+                                  "gone@example.com": 550})  # fmt: skip
 
     def test_a_batch_that_finishes_clears_the_count_of_dead_workers(self):
         """lease_reclaims counts workers that died in a row on the message: once a worker gets through with it, the

@@ -10,8 +10,9 @@ command re-runs itself with that environment), so the development database is ne
 3. the raw limit: `smtp-source -d` into the same sink with the same message size;
 4. again, against an aiosmtpd sink (own process) that waits 50 ms before its RCPT and end-of-data replies.
 
-Prints intake rate, delivery rate, p50/p99 accept-to-delivered latency and peak worker memory; last line:
-`delivery <X> msg/s = <Y>% of raw SMTP <Z> msg/s`.
+Prints intake rate, delivery rate, p50/p99 accept-to-delivered latency, peak worker memory and the CPU time per
+message of the workers and of the sink (which shares this machine: aiosmtpd's costs about a millisecond a message,
+smtp-sink a tenth of that); last line: `delivery <X> msg/s = <Y>% of raw SMTP <Z> msg/s`.
 """
 
 import json
@@ -62,6 +63,15 @@ def wait_port(port, timeout=10):
         except OSError:
             time.sleep(0.1)
     raise CommandError(f"Nothing listens on 127.0.0.1:{port}")
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system) a process has used so far, or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid):
@@ -147,7 +157,7 @@ class Command(BaseCommand):
             wait_port(port)
             raw = self.raw_limit(port, count)
             route = Route.objects.create(tenant=tenant, pattern="*", host="127.0.0.1", port=port)
-            result = self.run_once(workdir, key, count, worker_count, "smtp-sink")
+            result = self.run_once(workdir, key, count, worker_count, "smtp-sink", sink.pid)
         finally:
             sink.terminate()
         self.report("smtp-sink (loopback)", result)
@@ -161,7 +171,7 @@ class Command(BaseCommand):
                 wait_port(lat_port)
                 route.port = lat_port
                 route.save()
-                lat = self.run_once(workdir, key, latency_count, worker_count, "50ms")
+                lat = self.run_once(workdir, key, latency_count, worker_count, "50ms", lat_sink.pid)
             finally:
                 lat_sink.terminate()
             self.report(f"aiosmtpd sink with {int(LATENCY_SINK_DELAY * 1000)} ms replies", lat)
@@ -193,7 +203,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Intake failed: {response.status_code} {response.content[:500]!r}")
         return count / (time.monotonic() - started)
 
-    def run_once(self, workdir, key, count, worker_count, tag):
+    def run_once(self, workdir, key, count, worker_count, tag, sink_pid):
         from queues.choices import MessageStatus
         from queues.delivery import dequeuer
         from queues.models import Message
@@ -210,6 +220,7 @@ class Command(BaseCommand):
         started = time.monotonic()
         deadline = started + TIMEOUT_SECONDS
         peaks = {}
+        cpu_before = {pid: cpu_seconds(pid) or 0.0 for pid in [proc.pid for proc in workers] + [sink_pid]}
         try:
             while time.monotonic() < deadline:
                 dequeuer.schedule()
@@ -221,6 +232,8 @@ class Command(BaseCommand):
             else:
                 raise CommandError(f"Not all messages delivered after {TIMEOUT_SECONDS}s: {self.states(messages)}")
             elapsed = time.monotonic() - started
+            worker_cpu = sum((cpu_seconds(proc.pid) or 0.0) - cpu_before[proc.pid] for proc in workers)
+            sink_cpu = (cpu_seconds(sink_pid) or 0.0) - cpu_before[sink_pid]
         finally:
             for proc in workers:
                 proc.send_signal(signal.SIGTERM)
@@ -236,6 +249,8 @@ class Command(BaseCommand):
             "p50": latencies[len(latencies) // 2],
             "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
             "peak_worker_mb": max((p for p in peaks.values() if p), default=0),
+            "worker_cpu_ms": 1000 * worker_cpu / count,
+            "sink_cpu_ms": 1000 * sink_cpu / count,
         }
 
     def states(self, messages):
@@ -247,7 +262,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{label}: {r['messages']} messages · intake {r['intake_rate']:.0f} msg/s · delivery "
             f"{r['delivery_rate']:.0f} msg/s · accept→delivered p50 {r['p50']:.1f} s, p99 {r['p99']:.1f} s · "
-            f"peak worker memory {r['peak_worker_mb']:.0f} MB"
+            f"peak worker memory {r['peak_worker_mb']:.0f} MB · CPU per message: workers {r['worker_cpu_ms']:.2f} ms, "
+            f"sink {r['sink_cpu_ms']:.2f} ms"
         )
 
 
