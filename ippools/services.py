@@ -224,7 +224,7 @@ class NoCapacity(Exception):
         super().__init__(f"{reason} (until {until.isoformat()})" if until else reason)
 
 
-def select_source_ip(*, tenant, pool, provider, region=None, count=1, now=None, node=None, rng=None):
+def select_source_ip(*, tenant, pool, provider, region=None, count=1, now=None, node=None, rng=None, cache=None):
     """Choose the source IP for the next batch of `count` messages to `provider` and reserve them.
 
     Weighted rotation over the pool's usable IPs (member not paused, IP active or warming, owned by a live
@@ -234,17 +234,37 @@ def select_source_ip(*, tenant, pool, provider, region=None, count=1, now=None, 
     gate); a missing warm-up counter is re-seeded from the database first. May reserve fewer than `count` when an
     IP has less left. Raises `NoCapacity(reason, until)` when nothing can send, and `IPPool.DoesNotExist` when the
     tenant may not use the pool.
+
+    `cache`: a dict the caller keeps for one scheduling run of many batches, so that the pool, its usable members
+    and the throttle rules are read from the database once per run rather than once per batch (capacity is still
+    reserved per batch, in Redis). What an admin changes applies from the next run.
     """
     now = now or timezone.now()
     rng = rng or random
+    cache = {} if cache is None else cache
     provider = provider if provider in Provider.values else Provider.OTHER
     pool_id = getattr(pool, "pk", pool)
-    pool = IPPool.objects.usable_by(tenant).filter(pk=pool_id).first()
+    tenant_id = getattr(tenant, "pk", tenant)
+    if ("pool", tenant_id, pool_id) not in cache:
+        cache["pool", tenant_id, pool_id] = IPPool.objects.usable_by(tenant).filter(pk=pool_id).first()
+    pool = cache["pool", tenant_id, pool_id]
     if pool is None:
         raise IPPool.DoesNotExist(f"IP pool {pool_id} does not exist or is not usable by this tenant.")
-    members = _usable_members(pool, region=region or pool.region or None, node=node, now=now)
+    region = region or pool.region or None
+    members_key = ("members", pool.pk, region, getattr(node, "name", node))
+    if members_key not in cache:
+        try:
+            cache[members_key] = _usable_members(pool, region=region, node=node, now=now)
+        except NoCapacity as exc:
+            cache[members_key] = (exc.reason, exc.until)
+    members = cache[members_key]
+    if isinstance(members, tuple):
+        raise NoCapacity(*members)
     client = counters.get_redis()
-    rules = throttle_rules(getattr(tenant, "pk", tenant), provider, [m.ip_id for m in members])
+    rules_key = ("rules", tenant_id, provider, *members_key[1:])
+    if rules_key not in cache:
+        cache[rules_key] = throttle_rules(tenant_id, provider, [m.ip_id for m in members])
+    rules = cache[rules_key]
     suspended, limited, capped = [], [], []  # when each kind of "not now" frees
     for member in _weighted_order(members, rng):
         state = pair_state(member.ip_id, provider, client=client)

@@ -182,8 +182,9 @@ def provider_of(tenant_id, domain, routes=None):
 def _select_ip(tenant_id, pool_id, priority, provider, count, known=None):
     """(ip, how many rows it may take) from ippools, or (None, (reason, until)) when nothing can send now.
 
-    `known`: a dict kept for one scheduler run, remembering each (tenant, pool, priority)'s tenant and pool (a run
-    schedules many chunks of the same few; looking them up again was a quarter of the scheduler's time)."""
+    `known`: a dict kept for one scheduler run, remembering each (tenant, pool, priority)'s tenant and pool, and
+    ippools' reads of pools, members and throttle rules (a run schedules many chunks of the same few; looking them up
+    again was a quarter of the scheduler's time, then another 4 of a chunk's 9 queries)."""
     from deliveryhub.models import Tenant
     from ippools import services as ip_services
     from ippools.models import IPPool
@@ -196,7 +197,8 @@ def _select_ip(tenant_id, pool_id, priority, provider, count, known=None):
     if pool is None:
         return None, ("No IP pool is available to this tenant: ask an operator to grant one.", None)
     try:
-        selection = ip_services.select_source_ip(tenant=tenant, pool=pool, provider=provider, count=count)
+        selection = ip_services.select_source_ip(tenant=tenant, pool=pool, provider=provider, count=count,
+                                                 cache=known.setdefault("ippools", {}))  # fmt: skip
     except ip_services.NoCapacity as exc:
         return None, (exc.reason, exc.until)
     except IPPool.DoesNotExist:
@@ -270,14 +272,17 @@ def _schedule_chunk(tenant_id, pool_id, priority, provider, chunk, now, known=No
     batch = f"{SCHEDULED_LEASE_PREFIX}{uuid.uuid4().hex}"
     node_name = ip.node.name
     with transaction.atomic():
-        Message.objects.filter(id__in=chunk).filter(
+        leased = Message.objects.filter(id__in=chunk).filter(
             Q(lease_expires__isnull=True) | Q(lease_expires__lt=now), status__in=READY_STATUSES
         ).update(
             lease_owner=batch,
             lease_expires=now + timedelta(seconds=settings.DELIVERY_SCHEDULE_LEASE_SECONDS),
             source_ip=ip,
         )
-        ids = list(Message.objects.filter(id__in=chunk, lease_owner=batch).values_list("id", flat=True))
+        if leased == len(set(chunk)):  # every row of the chunk: no need to ask which
+            ids = list(chunk)
+        else:
+            ids = list(Message.objects.filter(id__in=chunk, lease_owner=batch).values_list("id", flat=True))
         if ids:
             transaction.on_commit(lambda: enqueue_batch(node_name, batch, ids))
     return 1 if ids else 0

@@ -6,7 +6,9 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from deliveryhub import services as core_services
 from deliveryhub.testing.cases import TenantTestCase
@@ -41,6 +43,25 @@ class SelectionTest(TenantTestCase):
         picks = Counter(self.select(pool, rng=rng).ip.address for _ in range(2000))
         for ip, share in zip(ips, (0.10, 0.30, 0.60), strict=True):
             self.assertAlmostEqual(picks[ip.address] / 2000, share, delta=0.03, msg=picks)
+
+    def test_a_run_cache_reads_pool_members_and_rules_once_but_reserves_every_time(self):
+        """The scheduler passes one dict per run: the database is read once for many batches, while capacity is still
+        taken per batch (the cap binds on the fourth call) and a cached "no usable IP" keeps being raised."""
+        ip = make_ip("192.0.2.11", self.node, plan=self.plan)
+        pool = make_pool("cached", all_tenants=True, members=[(ip, 1)])
+        cache = {}
+        with CaptureQueriesContext(connection) as queries:
+            got = [self.select(pool, count=3, cache=cache).reserved for _ in range(4)]
+        self.assertEqual(got, [3, 3, 3, 1])
+        reads = Counter(q["sql"].split(".")[0] for q in queries.captured_queries)  # SELECT "<table>"
+        tables = ('SELECT "ippools_ippool"', 'SELECT "ippools_ippoolmember"', 'SELECT "ippools_throttlerule"')
+        self.assertEqual([reads[table] for table in tables], [1, 1, 1])
+        with self.assertRaises(services.NoCapacity):
+            self.select(pool, cache=cache)
+        empty = make_pool("empty", all_tenants=True, members=[])
+        for _ in range(2):
+            with self.assertRaisesMessage(services.NoCapacity, "has no IP addresses"):
+                self.select(empty, cache=cache)
 
     def test_caps_never_exceeded_and_no_capacity_says_when(self):
         ip = make_ip("192.0.2.10", self.node, plan=self.plan)

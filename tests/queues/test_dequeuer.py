@@ -46,6 +46,20 @@ class DequeuerTest(TenantTestCase):
         # A second run right away finds nothing new: the rows are leased to their batches.
         self.assertEqual(self.schedule(), 0)
 
+    def test_a_chunk_batches_only_the_rows_it_leased(self):
+        """Between the scheduler's scan and its lease another run may lease a row: the batch leaves it out (when the
+        lease took every row, the chunk itself is the batch without asking the database again)."""
+        taken, free = send(self.tenant_a, ["taken@one.example", "free@one.example"])
+        now = timezone.now()
+        Message.objects.filter(pk=taken.pk).update(lease_owner="q:other", lease_expires=now + timedelta(seconds=60))
+        with self.captureOnCommitCallbacks(execute=True):
+            scheduled = dequeuer._schedule_chunk(self.tenant_a.pk, None, MessagePriority.TRANSACTIONAL, "other",
+                                                 [taken.pk, free.pk], now)  # fmt: skip
+        self.assertEqual(scheduled, 1)
+        [job] = self.queue.get_jobs()
+        self.assertEqual(job.args[1], [free.pk])
+        self.assertEqual(Message.objects.get(pk=taken.pk).lease_owner, "q:other")
+
     def test_redis_loss_rebuilds_from_database(self):
         send(self.tenant_a, ["a@one.example", "b@one.example"])
         self.schedule()
