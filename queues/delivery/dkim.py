@@ -165,7 +165,11 @@ class DkimSigner:
         `headers` overrides the names of the fields to sign (default: SIGNED_HEADERS, those present, From
         over-signed).
         """
-        fields, body = split_message(to_crlf(message))
+        return self._sign_crlf(to_crlf(message), headers=headers, timestamp=timestamp)
+
+    def _sign_crlf(self, message: bytes, *, headers=None, timestamp: int | None = None) -> bytes:
+        """`sign` of a message already in CRLF form."""
+        fields, body = split_message(message)
         by_name: dict[bytes, list[tuple[bytes, bytes]]] = {}
         for name, value in fields:
             by_name.setdefault(name.strip().lower(), []).append((name, value))
@@ -229,4 +233,4 @@ def sign_message(message: bytes, signers: list[DkimSigner]) -> bytes:
     if not signers:
         return message
     message = to_crlf(message)
-    return b"".join(signer.sign(message) for signer in signers) + message
+    return b"".join(signer._sign_crlf(message) for signer in signers) + message

@@ -389,13 +389,12 @@ def finish(batch):
     fields = ["status", "status_detail", "lease_owner", "lease_expires", "lease_reclaims", "updated", "attempts",
               "first_attempt_at", "last_attempt_at", "delivered_at", "next_attempt_at"]  # fmt: skip
     with transaction.atomic():
-        mine = dequeuer.still_mine(batch.token, [m.pk for m in rows])
+        mine = _write_mine(batch.token, rows, fields)
         lost = [m for m in rows if m.pk not in mine]
         if lost:
             logger.warning("Lease lost on %d message(s) of batch %s: their outcome is not written", len(lost),
                            batch.token)  # fmt: skip
         rows = [m for m in rows if m.pk in mine]
-        _write_rows(rows, fields)
         _insert(DeliveryAttempt, [a for a in attempts if a["message_id"] in mine])
         _insert(MessageEvent, [e for e in events if e["message_id"] in mine])
         if suppressions:
@@ -448,15 +447,41 @@ def _converter(model_field):
     return prep
 
 
-def _write_rows(rows, fields):
-    """Write the rows' outcome fields: one UPDATE per distinct set of values (a batch has few), not a CASE per row."""
+class _LeaseLost(Exception):
+    pass
+
+
+def _write_mine(token, rows, fields):
+    """Write the rows' outcomes where this worker still holds the lease (inside finish's transaction); returns the
+    ids written. Usually every row is still ours, and the UPDATEs (each filtered by the lease) say so by their counts,
+    with no SELECT before them; when a lease was lost meanwhile, the writes are undone (a savepoint) and done again
+    for the rows still held (`still_mine` locks them first)."""
+    ids = {message.pk for message in rows}
+    try:
+        with transaction.atomic():
+            if _write_rows(rows, fields, token) == len(ids):
+                return ids
+            raise _LeaseLost
+    except _LeaseLost:
+        pass
+    mine = dequeuer.still_mine(token, list(ids))
+    _write_rows([message for message in rows if message.pk in mine], fields, token)
+    return mine
+
+
+def _write_rows(rows, fields, token):
+    """Write the rows' outcome fields where `token` holds the lease: one UPDATE per distinct set of values (a batch
+    has few), not a CASE per row. Returns how many rows were written."""
     groups = {}
     for message in rows:
         values = tuple(getattr(message, name) for name in fields)
         groups.setdefault(values, []).append(message.pk)
+    written = 0
     for values, ids in groups.items():
         for start in range(0, len(ids), UPDATE_CHUNK):
-            Message.objects.filter(pk__in=ids[start : start + UPDATE_CHUNK]).update(**dict(zip(fields, values)))
+            chunk = ids[start : start + UPDATE_CHUNK]
+            written += Message.objects.filter(pk__in=chunk, lease_owner=token).update(**dict(zip(fields, values)))
+    return written
 
 
 def _attempt_row(message, result, outcome, now):

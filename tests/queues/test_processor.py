@@ -7,11 +7,11 @@ from django.utils import timezone
 from deliveryhub.testing.cases import TenantTestCase
 from deliveryhub.testing.smtp import SMTPSink
 from queues.choices import EventKind, MessageStatus
-from queues.delivery import state
+from queues.delivery import dequeuer, processor, state
 from queues.models import BounceRule, DeliveryAttempt, Message, MessageEvent, Route, Suppression
 from queues.testing import make_sending_domain, make_sending_ips
 
-from .helpers import flush_redis, make_due, run_once, send
+from .helpers import flush_redis, make_due, run_once, scheduled_batches, send
 
 
 @override_settings(DEMO_MODE=False, DELIVERY_BATCH_SIZE=50)
@@ -72,6 +72,25 @@ class ProcessorTest(TenantTestCase):
         events = {e.message.rcpt_to: e.data["code"] for e in replied}
         self.assertEqual(events, {"ok1@example.com": 250, "ok2@example.com": 250, "full@example.com": 552,
                                   "gone@example.com": 550})  # fmt: skip
+
+    def test_outcomes_are_written_only_where_this_worker_still_holds_the_lease(self):
+        """A lease that ran out mid-batch was handed to another worker: that row's outcome is not ours to write (it
+        was sent twice: the documented duplicate bound); the other rows of the batch are written as usual."""
+        kept, lost = send(self.tenant_a, ["kept@example.com", "lost@example.com"])
+        dequeuer.schedule()
+        [(batch, ids)] = scheduled_batches().items()
+        token, claimed = dequeuer.claim(batch, ids)
+        Message.objects.filter(pk=lost.pk).update(lease_owner="w:another-worker")
+        written = processor.process(token, claimed)
+        self.assertEqual([m.pk for m in written], [kept.pk])
+        self.assertEqual(len(self.sink.messages), 2)
+        kept.refresh_from_db()
+        lost.refresh_from_db()
+        self.assertEqual((kept.status, kept.attempts, kept.lease_owner), (MessageStatus.DELIVERED, 1, None))
+        self.assertEqual((lost.status, lost.attempts, lost.lease_owner), (MessageStatus.SENDING, 0, "w:another-worker"))
+        self.assertFalse(DeliveryAttempt.objects.filter(message=lost).exists())
+        self.assertFalse(MessageEvent.objects.filter(message=lost, kind=EventKind.DELIVERED).exists())
+        self.assertTrue(DeliveryAttempt.objects.filter(message=kept).exists())
 
     def test_a_batch_that_finishes_clears_the_count_of_dead_workers(self):
         """lease_reclaims counts workers that died in a row on the message: once a worker gets through with it, the
