@@ -279,7 +279,7 @@ def _schedule_chunk(tenant_id, pool_id, priority, provider, chunk, now, known=No
             lease_expires=now + timedelta(seconds=settings.DELIVERY_SCHEDULE_LEASE_SECONDS),
             source_ip=ip,
         )
-        if leased == len(set(chunk)):  # every row of the chunk: no need to ask which
+        if leased == len(chunk):  # every row of the chunk (ids are distinct): no need to ask which
             ids = list(chunk)
         else:
             ids = list(Message.objects.filter(id__in=chunk, lease_owner=batch).values_list("id", flat=True))

@@ -408,7 +408,7 @@ def finish(batch):
 
 
 def _insert(model, rows):
-    """INSERT `rows` (dicts of field attname -> value; a missing field takes its default) in one executemany.
+    """INSERT `rows` (dicts of every field's attname -> value) in one executemany.
 
     bulk_create builds a model instance per row and converts every value of every row, which was a third of a
     worker's database time. A batch's attempts and events repeat a few values (the time, the node, the reply), so
@@ -422,10 +422,8 @@ def _insert(model, rows):
         f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
-    columns = [(model_field.attname, _converter(model_field), model_field.get_default) for model_field in fields]
-    params = [
-        [prep(row[name]) if name in row else prep(default()) for name, prep, default in columns] for row in rows
-    ]
+    columns = [(model_field.attname, _converter(model_field)) for model_field in fields]
+    params = [[prep(row[name]) for name, prep in columns] for row in rows]
     with connection.cursor() as cursor:
         for start in range(0, len(params), UPDATE_CHUNK):
             cursor.executemany(sql, params[start : start + UPDATE_CHUNK])
@@ -447,23 +445,17 @@ def _converter(model_field):
     return prep
 
 
-class _LeaseLost(Exception):
-    pass
-
-
 def _write_mine(token, rows, fields):
     """Write the rows' outcomes where this worker still holds the lease (inside finish's transaction); returns the
     ids written. Usually every row is still ours, and the UPDATEs (each filtered by the lease) say so by their counts,
     with no SELECT before them; when a lease was lost meanwhile, the writes are undone (a savepoint) and done again
     for the rows still held (`still_mine` locks them first)."""
     ids = {message.pk for message in rows}
-    try:
-        with transaction.atomic():
-            if _write_rows(rows, fields, token) == len(ids):
-                return ids
-            raise _LeaseLost
-    except _LeaseLost:
-        pass
+    savepoint = transaction.savepoint()
+    if _write_rows(rows, fields, token) == len(ids):
+        transaction.savepoint_commit(savepoint)
+        return ids
+    transaction.savepoint_rollback(savepoint)
     mine = dequeuer.still_mine(token, list(ids))
     _write_rows([message for message in rows if message.pk in mine], fields, token)
     return mine
