@@ -2,7 +2,7 @@
 #   make run    start the whole stack (web, worker, scheduler, smtpd, embedded Redis)
 #   make test   run the test suite (PYTEST_ARGS to tune, DATABASE_URL / REDIS_URL respected)
 #   make bench  run the delivery benchmark
-#   make lint   system checks and missing-migration check
+#   make lint   ruff, system checks and the missing-migration check
 
 .DEFAULT_GOAL := run
 SHELL := /bin/bash
@@ -47,6 +47,7 @@ bench: venv
 	$(PY) manage.py bench
 
 lint: venv
+	$(VENV)/bin/ruff check .
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 

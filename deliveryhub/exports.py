@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
-from datetime import timezone as dt_timezone
+from datetime import UTC
 from pathlib import Path
 
 from django.conf import settings
@@ -118,7 +118,7 @@ def as_json(value):
 
 
 def utc_iso(value):
-    return value.astimezone(dt_timezone.utc).isoformat()
+    return value.astimezone(UTC).isoformat()
 
 
 def csv_safe(value):
@@ -144,7 +144,7 @@ def _clip(text):
 def pdf_row(entry):
     return {
         "entry": entry,
-        "time": entry.time.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "time": entry.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "prechange": _clip(as_json(entry.prechange)),
         "postchange": _clip(as_json(entry.postchange)),
     }
@@ -238,7 +238,7 @@ class AuditExportRunner(JobRunner):
             "period_until": filters.get("before", ""),
             "filters": {k: v for k, v in filters.items() if k not in ("after", "before")},
             "requested_by": job.params.get("requested_by", ""),
-            "generated": timezone.now().astimezone(dt_timezone.utc),
+            "generated": timezone.now().astimezone(UTC),
             "chain": chain,
             "total": total,
             "shown": min(total, limit),

@@ -95,7 +95,7 @@ class JobRunner:
 
     # -- enqueueing -----------------------------------------------------------------------------------------------
     @classmethod
-    def enqueue(cls, *, tenant=None, user=None, api_key=None, params=None, object=None):  # noqa: A002 (NetBox's name)
+    def enqueue(cls, *, tenant=None, user=None, api_key=None, params=None, object=None):
         """Create the `Job` row and enqueue `handle(job.pk)` on this runner's queue once the transaction commits."""
         from .models import Job
 

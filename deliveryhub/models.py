@@ -6,7 +6,7 @@ Core models: tenants and memberships, API keys, the audit log, background jobs, 
 import hashlib
 import json
 import uuid
-from datetime import timezone as dt_timezone
+from datetime import UTC
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -283,7 +283,7 @@ class AuditEntry(models.Model):
     def canonical(self):
         """The exact bytes the hash covers: sorted-key JSON of the content, time in UTC microseconds."""
         data = {name: getattr(self, name) for name in self.HASHED_FIELDS}
-        data["time"] = self.time.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        data["time"] = self.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return json.dumps(data, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder).encode()
 
     def compute_hash(self):

@@ -2,12 +2,17 @@
 DeliveryHub settings: one module, fed by the environment, with dev defaults.
 
 Every setting that an operator may change is read here through a typed helper
-(`env_str`, `env_bool`, `env_int`, `env_list`, `env_secret`) and documented in
-README.md. Production mode (DEBUG off) refuses to start without real secrets.
+(`env_str`, `env_bool`, `env_int`, `env_float`, `env_list`, `env_secret`) and documented in
+README.md; a value of the wrong type fails fast with ImproperlyConfigured. A setting NAME is read
+from the variable DELIVERYHUB_NAME, a leading DELIVERY_ dropped (DELIVERY_BATCH_SIZE ↔
+DELIVERYHUB_BATCH_SIZE), except DEBUG, DATABASE_URL and REDIS_URL (their usual names) and
+NODE_NAME (DELIVERYHUB_NODE, as the design names it). Earlier names still work with a
+DeprecatedSettingWarning (`old=`). Production mode (DEBUG off) refuses to start without real secrets.
 """
 
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -17,14 +22,31 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DELIVERYHUB_VAR_DIR", BASE_DIR / "var"))
 
 
-def env_str(name, default=None):
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value
+class DeprecatedSettingWarning(FutureWarning):
+    """An environment variable was read under an old name that still works for now."""
 
 
-def env_bool(name, default=False):
+def _raw(name, old=()):
+    """The value of NAME, else of the first old name set (with a deprecation warning), else None."""
     value = os.environ.get(name)
-    if value is None or value == "":
+    if value is not None and value != "":
+        return value
+    for old_name in old:
+        value = os.environ.get(old_name)
+        if value is not None and value != "":
+            warnings.warn(f"{old_name} is deprecated: rename it {name}.", DeprecatedSettingWarning, stacklevel=3)
+            return value
+    return None
+
+
+def env_str(name, default=None, *, old=()):
+    value = _raw(name, old)
+    return default if value is None else value
+
+
+def env_bool(name, default=False, *, old=()):
+    value = _raw(name, old)
+    if value is None:
         return default
     if value.lower() in ("1", "true", "yes", "on"):
         return True
@@ -33,9 +55,9 @@ def env_bool(name, default=False):
     raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}")
 
 
-def env_int(name, default):
-    value = os.environ.get(name)
-    if value is None or value == "":
+def env_int(name, default, *, old=()):
+    value = _raw(name, old)
+    if value is None:
         return default
     try:
         return int(value)
@@ -43,8 +65,21 @@ def env_int(name, default):
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
 
 
-def env_list(name, default=()):
-    value = os.environ.get(name)
+def env_float(name, default, *, old=()):
+    value = _raw(name, old)
+    if value is None:
+        return default
+    try:
+        result = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if result != result or result in (float("inf"), float("-inf")):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
+    return result
+
+
+def env_list(name, default=(), *, old=()):
+    value = _raw(name, old)
     if value is None or value.strip() == "":
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -164,7 +199,7 @@ RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}
     for name, timeout in (("delivery", 300), ("default", 600), ("low", 3600))
 }
-RQ_IS_ASYNC = env_bool("DELIVERYHUB_RQ_ASYNC", True)
+RQ_IS_ASYNC = env_bool("DELIVERYHUB_RQ_IS_ASYNC", True, old=("DELIVERYHUB_RQ_ASYNC",))
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     if env_bool("DELIVERYHUB_REDIS_CACHE", False)
@@ -182,11 +217,11 @@ LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 # Sessions and cookies.
-SESSION_COOKIE_SECURE = env_bool("DELIVERYHUB_SECURE_COOKIES", PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("DELIVERYHUB_SESSION_COOKIE_SECURE", PRODUCTION, old=("DELIVERYHUB_SECURE_COOKIES",))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_AGE = env_int("DELIVERYHUB_SESSION_AGE", 12 * 3600)
+SESSION_COOKIE_AGE = env_int("DELIVERYHUB_SESSION_COOKIE_AGE", 12 * 3600, old=("DELIVERYHUB_SESSION_AGE",))
 CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -197,9 +232,9 @@ if env_bool("DELIVERYHUB_BEHIND_TLS_PROXY", False):
 LOGIN_THROTTLE_WINDOW = env_int("DELIVERYHUB_LOGIN_THROTTLE_WINDOW", 900)  # seconds counted and locked
 LOGIN_THROTTLE_SLOW_AFTER = env_int("DELIVERYHUB_LOGIN_THROTTLE_SLOW_AFTER", 3)  # failures before slowing down
 LOGIN_THROTTLE_LOCK_AFTER = env_int("DELIVERYHUB_LOGIN_THROTTLE_LOCK_AFTER", 10)  # failures before refusing
-LOGIN_THROTTLE_DELAY = float(os.environ.get("DELIVERYHUB_LOGIN_THROTTLE_DELAY", "1.0"))  # seconds per extra failure
+LOGIN_THROTTLE_DELAY = env_float("DELIVERYHUB_LOGIN_THROTTLE_DELAY", 1.0)  # seconds per extra failure
 
-OTP_TOTP_ISSUER = env_str("DELIVERYHUB_OTP_ISSUER", "DeliveryHub")
+OTP_TOTP_ISSUER = env_str("DELIVERYHUB_OTP_TOTP_ISSUER", "DeliveryHub", old=("DELIVERYHUB_OTP_ISSUER",))
 # A fresh OTP check (sudo mode) is valid this long for sensitive actions.
 OTP_SUDO_SECONDS = env_int("DELIVERYHUB_OTP_SUDO_SECONDS", 900)
 
@@ -239,39 +274,44 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Background jobs and the scheduler.
-SCHEDULER_TICK_SECONDS = env_int("DELIVERYHUB_SCHEDULER_TICK", 1)  # how often the scheduler looks for due work
-EXPORT_ROWS_PER_CHUNK = env_int("DELIVERYHUB_EXPORT_CHUNK", 2000)  # rows fetched per query when streaming exports
+# how often the scheduler looks for due work
+SCHEDULER_TICK_SECONDS = env_int("DELIVERYHUB_SCHEDULER_TICK_SECONDS", 1, old=("DELIVERYHUB_SCHEDULER_TICK",))
+# rows fetched per query when streaming exports
+EXPORT_ROWS_PER_CHUNK = env_int("DELIVERYHUB_EXPORT_ROWS_PER_CHUNK", 2000, old=("DELIVERYHUB_EXPORT_CHUNK",))
 EXPORT_PDF_MAX_ROWS = env_int("DELIVERYHUB_EXPORT_PDF_MAX_ROWS", 20000)  # PDF exports stop here (CSV has no cap)
 
 # DNS: resolvers as host[:port] list; empty = the system's.
 DNS_RESOLVERS = env_list("DELIVERYHUB_DNS_RESOLVERS")
-DNS_TIMEOUT = float(os.environ.get("DELIVERYHUB_DNS_TIMEOUT", "5"))  # seconds per query, total
+DNS_TIMEOUT = env_float("DELIVERYHUB_DNS_TIMEOUT", 5)  # seconds per query, total
 # Delivery node this process runs as.
 NODE_NAME = env_str("DELIVERYHUB_NODE", "local")
 SMTP_PORT = env_int("DELIVERYHUB_SMTP_PORT", 25)  # outbound port for MX delivery
 # Delivery engine (queues/delivery): SMTP client, connection pool, DKIM, MX cache, retries.
-SMTP_CONNECT_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_CONNECT_TIMEOUT", "30"))  # TCP connect + greeting
-SMTP_COMMAND_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_COMMAND_TIMEOUT", "120"))  # each command's reply
-SMTP_DATA_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_DATA_TIMEOUT", "300"))  # sending data + end-of-data reply
+SMTP_CONNECT_TIMEOUT = env_float("DELIVERYHUB_SMTP_CONNECT_TIMEOUT", 30)  # TCP connect + greeting
+SMTP_COMMAND_TIMEOUT = env_float("DELIVERYHUB_SMTP_COMMAND_TIMEOUT", 120)  # each command's reply
+SMTP_DATA_TIMEOUT = env_float("DELIVERYHUB_SMTP_DATA_TIMEOUT", 300)  # sending data + end-of-data reply
 SMTP_MAX_MESSAGES_PER_CONNECTION = env_int("DELIVERYHUB_SMTP_MAX_MESSAGES_PER_CONNECTION", 100)  # then QUIT, reconnect
-SMTP_MAX_CONNECTIONS_PER_DESTINATION = env_int("DELIVERYHUB_SMTP_MAX_CONNECTIONS", 100)  # per (source IP, host)
-SMTP_IDLE_TIMEOUT = float(os.environ.get("DELIVERYHUB_SMTP_IDLE_TIMEOUT", "30"))  # pooled idle connection closed after
+# per (source IP, host)
+SMTP_MAX_CONNECTIONS_PER_DESTINATION = env_int(
+    "DELIVERYHUB_SMTP_MAX_CONNECTIONS_PER_DESTINATION", 100, old=("DELIVERYHUB_SMTP_MAX_CONNECTIONS",)
+)
+SMTP_IDLE_TIMEOUT = env_float("DELIVERYHUB_SMTP_IDLE_TIMEOUT", 30)  # pooled idle connection closed after
 SMTP_TLS_CA_FILE = env_str("DELIVERYHUB_SMTP_TLS_CA_FILE", "")  # extra CAs (PEM) beside the system store
 MX_CACHE_MAX_ENTRIES = env_int("DELIVERYHUB_MX_CACHE_MAX_ENTRIES", 10000)  # destination domains kept in-process
 MX_NEGATIVE_CACHE_SECONDS = env_int("DELIVERYHUB_MX_NEGATIVE_CACHE_SECONDS", 60)  # NXDOMAIN/no-address answers kept
 DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERYHUB_RETRY_BASE_SECONDS", 300)  # first deferral's delay, doubling
 DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERYHUB_RETRY_MAX_SECONDS", 7200)  # longest delay between tries
 DELIVERY_RETRY_HORIZON_SECONDS = env_int("DELIVERYHUB_RETRY_HORIZON_SECONDS", 4 * 86400)  # then the message expires
-DELIVERY_RETRY_JITTER = float(os.environ.get("DELIVERYHUB_RETRY_JITTER", "0.1"))  # ± fraction added to each delay
+DELIVERY_RETRY_JITTER = env_float("DELIVERYHUB_RETRY_JITTER", 0.1)  # ± fraction added to each delay
 DELIVERY_RETRY_HINT_MAX_SECONDS = env_int("DELIVERYHUB_RETRY_HINT_MAX_SECONDS", 86400)  # cap on "try again in N" hints
 
 # IP pools: nodes, warm-up, blocklists, reputation (ippools app).
 NODE_HEARTBEAT_TIMEOUT = env_int("DELIVERYHUB_NODE_HEARTBEAT_TIMEOUT", 120)  # seconds without a heartbeat = node down
 WARMUP_TIME_ZONE = env_str("DELIVERYHUB_WARMUP_TIME_ZONE", "UTC")  # warm-up day boundary of IPs in shared pools
 WARMUP_STEP_SECONDS = env_int("DELIVERYHUB_WARMUP_STEP_SECONDS", 900)  # how often warm-ups look for a new day
-WARMUP_MAX_BOUNCE_RATE = float(os.environ.get("DELIVERYHUB_WARMUP_MAX_BOUNCE_RATE", "0.05"))  # default plan threshold
-WARMUP_MAX_DEFERRAL_RATE = float(os.environ.get("DELIVERYHUB_WARMUP_MAX_DEFERRAL_RATE", "0.20"))  # default threshold
-WARMUP_MAX_COMPLAINT_RATE = float(os.environ.get("DELIVERYHUB_WARMUP_MAX_COMPLAINT_RATE", "0.001"))  # default threshold
+WARMUP_MAX_BOUNCE_RATE = env_float("DELIVERYHUB_WARMUP_MAX_BOUNCE_RATE", 0.05)  # default plan threshold
+WARMUP_MAX_DEFERRAL_RATE = env_float("DELIVERYHUB_WARMUP_MAX_DEFERRAL_RATE", 0.20)  # default threshold
+WARMUP_MAX_COMPLAINT_RATE = env_float("DELIVERYHUB_WARMUP_MAX_COMPLAINT_RATE", 0.001)  # default threshold
 IP_USAGE_FLUSH_SECONDS = env_int("DELIVERYHUB_IP_USAGE_FLUSH_SECONDS", 60)  # Redis warm-up counters → database
 BLOCKLIST_SWEEP_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_SWEEP_SECONDS", 1800)  # periodic DNSBL sweep
 BLOCKLIST_ZONES = env_list(  # default IP blocklists (admins add more as BlocklistZone rows)
@@ -279,10 +319,16 @@ BLOCKLIST_ZONES = env_list(  # default IP blocklists (admins add more as Blockli
 )
 BLOCKLIST_DOMAIN_ZONES = env_list("DELIVERYHUB_BLOCKLIST_DOMAIN_ZONES", ["dbl.spamhaus.org"])  # sending-domain lists
 SPAMHAUS_DQS_KEY = env_str("DELIVERYHUB_SPAMHAUS_DQS_KEY", "")  # Spamhaus Data Query Service key: queries go to DQS
-BLOCKLIST_MIN_CACHE_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_MIN_CACHE", 300)  # shortest time a DNSBL answer is kept
-BLOCKLIST_MAX_CACHE_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_MAX_CACHE", 3600)  # longest time a DNSBL answer is kept
+# shortest time a DNSBL answer is kept
+BLOCKLIST_MIN_CACHE_SECONDS = env_int(
+    "DELIVERYHUB_BLOCKLIST_MIN_CACHE_SECONDS", 300, old=("DELIVERYHUB_BLOCKLIST_MIN_CACHE",)
+)
+# longest time a DNSBL answer is kept
+BLOCKLIST_MAX_CACHE_SECONDS = env_int(
+    "DELIVERYHUB_BLOCKLIST_MAX_CACHE_SECONDS", 3600, old=("DELIVERYHUB_BLOCKLIST_MAX_CACHE",)
+)
 # retry an unknown (timeout/SERVFAIL) answer after this many seconds
-BLOCKLIST_RETRY_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_RETRY", 120)
+BLOCKLIST_RETRY_SECONDS = env_int("DELIVERYHUB_BLOCKLIST_RETRY_SECONDS", 120, old=("DELIVERYHUB_BLOCKLIST_RETRY",))
 BLOCKLIST_QUERY_ATTEMPTS = env_int("DELIVERYHUB_BLOCKLIST_QUERY_ATTEMPTS", 2)  # tries per query before `unknown`
 REPUTATION_WINDOW_DAYS = env_int("DELIVERYHUB_REPUTATION_WINDOW_DAYS", 7)  # recent outcomes that make a score
 REPUTATION_UPDATE_SECONDS = env_int("DELIVERYHUB_REPUTATION_UPDATE_SECONDS", 3600)  # periodic reputation recompute
@@ -295,16 +341,30 @@ THROTTLE_MAX_LEVEL = env_int("DELIVERYHUB_THROTTLE_MAX_LEVEL", 6)  # most halvin
 # Delivery: intake, queue, workers (queues app). Engine knobs (SMTP, DKIM, backoff) sit beside SMTP_PORT.
 MESSAGE_MAX_BYTES = env_int("DELIVERYHUB_MESSAGE_MAX_BYTES", 25 * 1024 * 1024)  # largest accepted message (octets)
 MESSAGE_MAX_RECIPIENTS = env_int("DELIVERYHUB_MESSAGE_MAX_RECIPIENTS", 1000)  # envelope recipients per request
-DELIVERY_BATCH_SIZE = env_int("DELIVERYHUB_DELIVERY_BATCH_SIZE", 200)  # messages one batch job claims
-DELIVERY_LEASE_SECONDS = env_int("DELIVERYHUB_DELIVERY_LEASE_SECONDS", 600)  # a claimed batch's lease (> job timeout)
-DELIVERY_SCHEDULE_LEASE_SECONDS = env_int("DELIVERYHUB_SCHEDULE_LEASE", 120)  # enqueued, unclaimed: rescheduled after
+# messages one batch job claims
+DELIVERY_BATCH_SIZE = env_int("DELIVERYHUB_BATCH_SIZE", 200, old=("DELIVERYHUB_DELIVERY_BATCH_SIZE",))
+# a claimed batch's lease (> job timeout)
+DELIVERY_LEASE_SECONDS = env_int("DELIVERYHUB_LEASE_SECONDS", 600, old=("DELIVERYHUB_DELIVERY_LEASE_SECONDS",))
+# enqueued, unclaimed: rescheduled after
+DELIVERY_SCHEDULE_LEASE_SECONDS = env_int(
+    "DELIVERYHUB_SCHEDULE_LEASE_SECONDS", 120, old=("DELIVERYHUB_SCHEDULE_LEASE",)
+)
 DELIVERY_MAX_LEASE_RECLAIMS = env_int("DELIVERYHUB_MAX_LEASE_RECLAIMS", 3)  # workers died on a message: then held
 DELIVERY_MAX_SCHEDULE_SECONDS = env_int("DELIVERYHUB_MAX_SCHEDULE_SECONDS", 30 * 86400)  # furthest `send_at` accepted
-DELIVERY_SCHEDULER_INTERVAL = env_int("DELIVERYHUB_DELIVERY_SCHEDULER_INTERVAL", 2)  # seconds between dequeuer runs
-DELIVERY_SCAN_LIMIT = env_int("DELIVERYHUB_DELIVERY_SCAN_LIMIT", 20000)  # ready messages one dequeuer run looks at
-DELIVERY_JOB_TIMEOUT = env_int("DELIVERYHUB_DELIVERY_JOB_TIMEOUT", 300)  # seconds RQ gives one batch job
-DELIVERY_BATCH_CONCURRENCY = env_int("DELIVERYHUB_DELIVERY_BATCH_CONCURRENCY", 100)  # connections of one batch at once
-DEMO_MODE = env_bool("DELIVERYHUB_DEMO", DEBUG)  # no route configured: deliver everything to the capture server
+# seconds between dequeuer runs
+DELIVERY_SCHEDULER_INTERVAL = env_int(
+    "DELIVERYHUB_SCHEDULER_INTERVAL", 2, old=("DELIVERYHUB_DELIVERY_SCHEDULER_INTERVAL",)
+)
+# ready messages one dequeuer run looks at
+DELIVERY_SCAN_LIMIT = env_int("DELIVERYHUB_SCAN_LIMIT", 20000, old=("DELIVERYHUB_DELIVERY_SCAN_LIMIT",))
+# seconds RQ gives one batch job
+DELIVERY_JOB_TIMEOUT = env_int("DELIVERYHUB_JOB_TIMEOUT", 300, old=("DELIVERYHUB_DELIVERY_JOB_TIMEOUT",))
+# connections of one batch at once
+DELIVERY_BATCH_CONCURRENCY = env_int(
+    "DELIVERYHUB_BATCH_CONCURRENCY", 100, old=("DELIVERYHUB_DELIVERY_BATCH_CONCURRENCY",)
+)
+# no route configured: deliver everything to the capture server
+DEMO_MODE = env_bool("DELIVERYHUB_DEMO_MODE", DEBUG, old=("DELIVERYHUB_DEMO",))
 CAPTURE_SMTP_HOST = env_str("DELIVERYHUB_CAPTURE_SMTP_HOST", "127.0.0.1")  # demo capture server address
 CAPTURE_SMTP_PORT = env_int("DELIVERYHUB_CAPTURE_SMTP_PORT", 2526)  # demo capture server port
 SMTPD_HOST = env_str("DELIVERYHUB_SMTPD_HOST", "127.0.0.1")  # submission listener address
@@ -319,7 +379,10 @@ RQ_QUEUES[f"delivery-{NODE_NAME}"] = {"URL": REDIS_URL, "DEFAULT_TIMEOUT": DELIV
 
 # Sending domains (domains app): DNS verification, DKIM rotation, the records domains publish.
 DOMAIN_RECHECK_SECONDS = env_int("DELIVERYHUB_DOMAIN_RECHECK_SECONDS", 3600)  # periodic DNS re-verification
-DKIM_ROTATION_GRACE_SECONDS = env_int("DELIVERYHUB_DKIM_GRACE_SECONDS", 7 * 86400)  # old key stays published after
+# old key stays published after
+DKIM_ROTATION_GRACE_SECONDS = env_int(
+    "DELIVERYHUB_DKIM_ROTATION_GRACE_SECONDS", 7 * 86400, old=("DELIVERYHUB_DKIM_GRACE_SECONDS",)
+)
 BOUNCE_MX_HOST = env_str("DELIVERYHUB_BOUNCE_MX_HOST", SMTPD_HOSTNAME)  # MX of return-path hosts: our SMTP listener
 SPF_INCLUDE = env_str("DELIVERYHUB_SPF_INCLUDE", "")  # a domain whose SPF lists all our IPs; empty: ip4:/ip6: terms
 MTA_STS_POLICY_HOST = env_str("DELIVERYHUB_MTA_STS_POLICY_HOST", "")  # host serving MTA-STS policies (CNAME target)

@@ -128,7 +128,7 @@ def _negative_ttl(exc):
     """The negative-caching TTL of an NXDOMAIN/NODATA answer: min(SOA TTL, SOA minimum), if the SOA came along."""
     try:
         responses = exc.responses().values() if hasattr(exc, "responses") else [exc.response()]
-    except Exception:  # noqa: BLE001 - a missing response just means no TTL
+    except Exception:
         return None
     for response in responses:
         for rrset in response.authority:

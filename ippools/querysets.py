@@ -12,6 +12,8 @@ from django.db.models import Q
 from deliveryhub.choices import Action, Area
 from deliveryhub.querysets import RestrictedQuerySet
 
+from .choices import ListingStatus
+
 
 def _tenant_ids(tenants):
     """A tenant, a tenant id, or an iterable of either → list of ids."""
@@ -119,6 +121,15 @@ class IPChildQuerySet(PlatformQuerySet):
 
 class BlocklistCheckQuerySet(IPChildQuerySet):
     """IP results follow their IP; domain results are the platform's (the domains app shows its own)."""
+
+    def listing_zones(self, ip):
+        """Zones whose last conclusive answer (listed or clear; not error/unknown) lists the IP, sorted."""
+        known = self.filter(ip=ip, status__in=[ListingStatus.LISTED, ListingStatus.CLEAR])
+        zones = []
+        for zone in sorted(set(known.values_list("zone", flat=True))):
+            if known.filter(zone=zone).order_by("-checked_at", "-id").first().status == ListingStatus.LISTED:
+                zones.append(zone)
+        return zones
 
 
 class PoolChildQuerySet(PlatformQuerySet):

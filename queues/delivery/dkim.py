@@ -117,7 +117,7 @@ def load_private_key(private_key_pem: str | bytes, algorithm: str):
         raise ValueError("expected a PEM private key")
     expected = rsa.RSAPrivateKey if algorithm == RSA_SHA256 else ed25519.Ed25519PrivateKey
     if not isinstance(key, expected):
-        raise ValueError(f"the key does not match the algorithm {algorithm}")  # noqa: TRY004 (a bad value)
+        raise ValueError(f"the key does not match the algorithm {algorithm}")
     return key
 
 

@@ -472,7 +472,8 @@ def _write_rows(rows, fields, token):
     for values, ids in groups.items():
         for start in range(0, len(ids), UPDATE_CHUNK):
             chunk = ids[start : start + UPDATE_CHUNK]
-            written += Message.objects.filter(pk__in=chunk, lease_owner=token).update(**dict(zip(fields, values)))
+            changes = dict(zip(fields, values, strict=True))
+            written += Message.objects.filter(pk__in=chunk, lease_owner=token).update(**changes)
     return written
 
 

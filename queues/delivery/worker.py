@@ -44,7 +44,7 @@ def _heartbeat(force=False):
         from ippools import services as ip_services
 
         ip_services.heartbeat(settings.NODE_NAME)
-    except Exception:  # noqa: BLE001 - a heartbeat never fails a batch
+    except Exception:
         logger.exception("Heartbeat failed")
 
 

@@ -80,7 +80,7 @@ def self_signed(directory, hostname):
         return str(cert_path), str(key_path)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -132,7 +132,7 @@ def _submit(tenant_id, rcpt_tos, content):
 
 
 def _report(rcpt_tos, content):
-    from ..reports import process_report
+    from ..inbound_reports import process_report
 
     return process_report(rcpt_tos, content)
 

@@ -115,7 +115,7 @@ class AuditLogAPITest(TenantTestCase):
         entry = AuditEntry.objects.filter(action="apikey.create").order_by("-seq").first()
         self.assertEqual(entry.request_id, request_id)
         self.assertEqual(entry.client_ip, "127.0.0.1")
-        self.assertEqual(entry.actor_name, "API key alice (%s)" % self.alice_key_obj.prefix)
+        self.assertEqual(entry.actor_name, f"API key alice ({self.alice_key_obj.prefix})")
 
 
 class TenantAPITest(TenantTestCase):

@@ -157,10 +157,9 @@ class EnqueueAfterCommitTest(TransactionTestCase):
 
     def test_rolled_back_transaction_enqueues_nothing(self):
         queue = get_queue(QUEUE_DEFAULT)
-        with self.assertRaises(RuntimeError):
-            with transaction.atomic():
-                OkRunner.enqueue(params={"value": 4})
-                raise RuntimeError("the request failed after enqueueing")
+        with self.assertRaises(RuntimeError), transaction.atomic():
+            OkRunner.enqueue(params={"value": 4})
+            raise RuntimeError("the request failed after enqueueing")
         self.assertEqual(queue.count, 0)
         self.assertFalse(Job.objects.exists())
 
@@ -215,7 +214,11 @@ class SchedulerTest(TestCase):
             system_job(interval=0)(tick_job)
 
     def test_sigterm_stops_the_loop_cleanly(self):
-        env = {**os.environ, "DELIVERYHUB_SCHEDULER_TICK": "1", "DJANGO_SETTINGS_MODULE": "deliveryhub.settings"}
+        env = {
+            **os.environ,
+            "DELIVERYHUB_SCHEDULER_TICK_SECONDS": "1",
+            "DJANGO_SETTINGS_MODULE": "deliveryhub.settings",
+        }
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "scheduler", "--skip-checks"],
             cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -2,8 +2,7 @@
 for IP addresses, the periodic blocklist sweep as a system job against a real loopback DNS server, reputation and
 event history in the API, the blocklist page's history, and the superuser-only throttle rule page."""
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.test import Client, override_settings
 
@@ -18,7 +17,7 @@ from ippools.choices import IPEventKind, IPState, NodeStatus
 from ippools.models import BlocklistCheck, DeliveryNode, IPAddress, IPEvent, IPPoolMember, ThrottleRule
 from ippools.testing import flush_test_redis, make_ip, make_node, make_pool
 
-NOW = datetime(2030, 3, 10, 12, tzinfo=dt_timezone.utc)
+NOW = datetime(2030, 3, 10, 12, tzinfo=UTC)
 ZEN = "zen.spamhaus.org"
 
 

@@ -1,8 +1,7 @@
 """DNSBL checks against a real DNS server on loopback: listed, clear, error codes, timeout, SERVFAIL, IPv6,
 caching for the TTL, pause on listing and resume on delisting, the API action, domain lists, PTR."""
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.test import override_settings
 
@@ -16,7 +15,7 @@ from ippools.choices import IPEventKind, ListingStatus, PTRStatus
 from ippools.models import BlocklistCheck, BlocklistZone, IPEvent, IPPoolMember
 from ippools.testing import flush_test_redis, make_ip, make_node, make_pool
 
-NOW = datetime(2030, 3, 10, 12, tzinfo=dt_timezone.utc)
+NOW = datetime(2030, 3, 10, 12, tzinfo=UTC)
 ZEN = "zen.spamhaus.org"
 BARRACUDA = "b.barracudacentral.org"
 V6 = "2001:db8::1"

@@ -2,8 +2,7 @@
 
 import random
 from collections import Counter
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import connection
@@ -18,7 +17,7 @@ from ippools.models import IPAddress, IPDailyUsage
 from ippools.providers import provider_for
 from ippools.testing import flush_test_redis, make_ip, make_node, make_plan, make_pool
 
-NOW = datetime(2030, 3, 10, 15, 30, tzinfo=dt_timezone.utc)
+NOW = datetime(2030, 3, 10, 15, 30, tzinfo=UTC)
 
 
 class SelectionTest(TenantTestCase):

@@ -1,8 +1,7 @@
 """Warm-up steps on a controlled clock: advance, hold, step back and complete from recorded outcomes;
 shipped plans; reputation from outcomes."""
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from deliveryhub.models import AuditEntry
 from deliveryhub.testing.cases import TenantTestCase
@@ -11,7 +10,7 @@ from ippools.choices import IPEventKind, IPState
 from ippools.models import IPAddress, IPEvent, WarmupPlan
 from ippools.testing import flush_test_redis, make_ip, make_node, make_plan
 
-DAY1 = datetime(2030, 3, 10, 9, tzinfo=dt_timezone.utc)
+DAY1 = datetime(2030, 3, 10, 9, tzinfo=UTC)
 
 
 class WarmupTest(TenantTestCase):
@@ -83,8 +82,8 @@ class WarmupTest(TenantTestCase):
         self.ip = IPAddress.objects.get(pk=self.ip.pk)
         # DAY1 09:00 UTC is 05:00 in New York (EDT): the IP's last step (2030-03-10 UTC) is that same local date.
         services.record_outcomes(self.ip, "google", delivered=100, now=DAY1)
-        self.assertIsNone(self.step(datetime(2030, 3, 11, 3, tzinfo=dt_timezone.utc)))  # 23:00 on the 10th in NY
-        event = self.step(datetime(2030, 3, 11, 5, tzinfo=dt_timezone.utc))  # 01:00 on the 11th in NY
+        self.assertIsNone(self.step(datetime(2030, 3, 11, 3, tzinfo=UTC)))  # 23:00 on the 10th in NY
+        event = self.step(datetime(2030, 3, 11, 5, tzinfo=UTC))  # 01:00 on the 11th in NY
         self.assertEqual(event.kind, IPEventKind.WARMUP_ADVANCE)
 
     def test_periodic_step_all(self):

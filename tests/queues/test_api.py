@@ -1,5 +1,7 @@
 """The messages, routes and suppressions API: 202 intake, idempotency, field-level 400s, tenancy matrix."""
 
+from datetime import UTC
+
 from django.conf import settings
 
 from deliveryhub import services as core_services
@@ -128,7 +130,6 @@ class MessageAPITest(TenantTestCase):
 
     def test_detail_shows_every_attempt_field_in_api_and_ui(self):
         from datetime import datetime
-        from datetime import timezone as tz
 
         from django.test import Client
 
@@ -136,7 +137,7 @@ class MessageAPITest(TenantTestCase):
 
         submission = Submission(sender="a@mail-a.test", to=["x@example.com"], text="t")
         [m] = accept_messages(self.tenant_a, submission).messages
-        when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=tz.utc)
+        when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
         DeliveryAttempt.objects.create(message=m, time=when, status="deferred", node="node-a", source_ip="127.0.0.2",
                                        mx_host="mx1.example.com", tls_version="TLSv1.3", tls_verified=True, code=452,
                                        enhanced_code="4.2.2", text="Mailbox over quota, try later", duration=1.25,
@@ -381,9 +382,8 @@ class QueuesUITest(TenantTestCase):
 
     def test_send_at_on_the_detail_page(self):
         from datetime import datetime, timedelta
-        from datetime import timezone as tz
 
-        send_at = datetime.now(tz.utc).replace(microsecond=0) + timedelta(days=2)
+        send_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
         [m] = accept_messages(
             self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t", send_at=send_at)
         ).messages

@@ -221,11 +221,11 @@ def test_worker_killed_and_redis_flushed_lose_nothing(tmp_path):
         "DATABASE_URL": f"sqlite:///{tmp_path / 'crash.sqlite3'}",
         "DELIVERYHUB_VAR_DIR": str(tmp_path),
         "DELIVERYHUB_NODE": "crash-node",
-        "DELIVERYHUB_DEMO": "false",
-        "DELIVERYHUB_DELIVERY_BATCH_SIZE": "10",
-        "DELIVERYHUB_DELIVERY_LEASE_SECONDS": "8",
-        "DELIVERYHUB_SCHEDULE_LEASE": "3",
-        "DELIVERYHUB_DELIVERY_BATCH_CONCURRENCY": "5",
+        "DELIVERYHUB_DEMO_MODE": "false",
+        "DELIVERYHUB_BATCH_SIZE": "10",
+        "DELIVERYHUB_LEASE_SECONDS": "8",
+        "DELIVERYHUB_SCHEDULE_LEASE_SECONDS": "3",
+        "DELIVERYHUB_BATCH_CONCURRENCY": "5",
     }
     script = Path(__file__).with_name("crash_scenario.py")
     done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True,
@@ -254,9 +254,9 @@ def test_two_nodes_send_only_from_their_own_ips(tmp_path):
         "DATABASE_URL": f"sqlite:///{tmp_path / 'nodes.sqlite3'}",
         "DELIVERYHUB_VAR_DIR": str(tmp_path),
         "DELIVERYHUB_NODE": "scheduler-node",
-        "DELIVERYHUB_DEMO": "false",
-        "DELIVERYHUB_DELIVERY_BATCH_SIZE": "10",
-        "DELIVERYHUB_DELIVERY_BATCH_CONCURRENCY": "5",
+        "DELIVERYHUB_DEMO_MODE": "false",
+        "DELIVERYHUB_BATCH_SIZE": "10",
+        "DELIVERYHUB_BATCH_CONCURRENCY": "5",
     }
     script = Path(__file__).with_name("multinode_scenario.py")
     done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True,

@@ -105,7 +105,7 @@ class Command(BaseCommand):
 
         database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{workdir / 'bench.sqlite3'}"
         env = {**os.environ, "DATABASE_URL": database_url, "DELIVERYHUB_NODE": NODE,
-               "DELIVERYHUB_VAR_DIR": str(workdir), "DELIVERYHUB_DEMO": "false", "DEBUG": "false",
+               "DELIVERYHUB_VAR_DIR": str(workdir), "DELIVERYHUB_DEMO_MODE": "false", "DEBUG": "false",
                "DELIVERYHUB_SECRET_KEY": secrets.token_urlsafe(50), "DELIVERYHUB_DATA_KEY": secrets.token_urlsafe(50),
                "DELIVERYHUB_LOG_LEVEL": "WARNING"}  # fmt: skip
         redis_proc = None

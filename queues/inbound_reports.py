@@ -110,5 +110,5 @@ def _record_ip(message, **counts):
         from ippools.providers import provider_for
 
         ip_services.record_outcomes(message.source_ip, provider_for(message.rcpt_domain), **counts)
-    except Exception:  # noqa: BLE001 - statistics never fail a report
+    except Exception:
         logger.exception("Recording a report outcome failed")
