@@ -6,6 +6,13 @@ delete); services log their verbs explicitly with `record()`. The request contex
 client address) travels in a context variable set by `RequestIDMiddleware`, by API authentication, or
 by `audit_context()` in commands and jobs.
 
+Who acted: services take a keyword-only `acting_user` (a user, an API key or a `Principal`) and run their
+body inside `with audit.acting_as(acting_user):`, so that every entry they write — their verb entries and the
+automatic CRUD entries of the rows they save — names that actor. `acting_user=None` keeps the context's actor:
+the request's user or key (set by the middleware and API authentication), the job's requester (set by the job
+runner), or "system" in the scheduler. One way everywhere: a service that writes audit entries takes
+`acting_user` and uses it this way; a function that writes none does not take it.
+
 Every entry is chained: it stores the previous entry's hash and a SHA-256 over its own canonical
 content. Writers lock the single `AuditChainHead` row, so concurrent writers still form one chain.
 """
@@ -53,6 +60,21 @@ def audit_context(*, principal=None, request_id=None, client_ip=None, tenant_id=
             tenant_id=tenant_id,
         )
     )
+    try:
+        yield _context.get()
+    finally:
+        _context.reset(token)
+
+
+@contextmanager
+def acting_as(actor):
+    """Run a block (a service's body) with `actor` as the audit actor; None keeps the context's actor."""
+    if actor is None:
+        yield _context.get()
+        return
+    from .permissions import Principal
+
+    token = _context.set(replace(_context.get(), principal=Principal.of(actor)))
     try:
         yield _context.get()
     finally:

@@ -47,53 +47,58 @@ def create_domain(tenant, name, *, acting_user=None, dkim_bits=RSA_DEFAULT_BITS,
     A name already held by another tenant is added as an `unverified_claim`: it cannot send until this
     tenant's verification TXT record verifies (see `verify_domain`).
     """
-    unknown = set(fields) - set(DOMAIN_FIELDS)
-    if unknown:
-        raise ValidationError({"non_field_errors": f"Unknown fields: {', '.join(sorted(unknown))}."})
-    domain = SendingDomain(tenant=tenant, name=name, **fields)
-    domain.full_clean()
-    contested = SendingDomain.objects.filter(name=domain.name).exclude(tenant=tenant).exists()
-    if contested:
-        domain.status = DomainStatus.UNVERIFIED_CLAIM
-    domain.save()
-    if contested:
-        audit.record(
-            "domain.claim_requested", obj=domain,
-            message=f"{domain.name} is a sending domain of another tenant: this tenant must publish "
-            f"{domain.verification_txt!r} at {domain.name} to take it over.",
-        )  # fmt: skip
-    create_dkim_key(domain, algorithm=DkimAlgorithm.RSA_SHA256, bits=dkim_bits, acting_user=acting_user)
-    if ed25519:
-        create_dkim_key(domain, algorithm=DkimAlgorithm.ED25519_SHA256, acting_user=acting_user)
-    return domain
+    with audit.acting_as(acting_user):
+        unknown = set(fields) - set(DOMAIN_FIELDS)
+        if unknown:
+            raise ValidationError({"non_field_errors": f"Unknown fields: {', '.join(sorted(unknown))}."})
+        domain = SendingDomain(tenant=tenant, name=name, **fields)
+        domain.full_clean()
+        contested = SendingDomain.objects.filter(name=domain.name).exclude(tenant=tenant).exists()
+        if contested:
+            domain.status = DomainStatus.UNVERIFIED_CLAIM
+        domain.save()
+        if contested:
+            audit.record(
+                "domain.claim_requested", obj=domain,
+                message=f"{domain.name} is a sending domain of another tenant: this tenant must publish "
+                f"{domain.verification_txt!r} at {domain.name} to take it over.",
+            )  # fmt: skip
+        create_dkim_key(domain, algorithm=DkimAlgorithm.RSA_SHA256, bits=dkim_bits, acting_user=acting_user)
+        if ed25519:
+            create_dkim_key(domain, algorithm=DkimAlgorithm.ED25519_SHA256, acting_user=acting_user)
+        return domain
 
 
 @transaction.atomic
 def update_domain(domain, *, acting_user=None, **changes):
     """Change a domain's settings (not its name: add a new domain instead)."""
-    unknown = set(changes) - set(DOMAIN_FIELDS)
-    if unknown:
-        raise ValidationError({"non_field_errors": f"These fields cannot be changed: {', '.join(sorted(unknown))}."})
-    for field, value in changes.items():
-        setattr(domain, field, value)
-    domain.full_clean()
-    domain.save()
-    return domain
+    with audit.acting_as(acting_user):
+        unknown = set(changes) - set(DOMAIN_FIELDS)
+        if unknown:
+            raise ValidationError(
+                {"non_field_errors": f"These fields cannot be changed: {', '.join(sorted(unknown))}."}
+            )
+        for field, value in changes.items():
+            setattr(domain, field, value)
+        domain.full_clean()
+        domain.save()
+        return domain
 
 
 @transaction.atomic
 def delete_domain(domain, *, acting_user=None):
     """Delete a domain, its keys and checks. Refused while messages still refer to it."""
-    try:
-        with transaction.atomic():
-            domain.delete()
-    except ProtectedError:
-        raise ValidationError(
-            {
-                "name": f"{domain.name} has messages in the queue or history; it cannot be deleted. Disable sending "
-                "by removing its DNS records instead."
-            }
-        ) from None
+    with audit.acting_as(acting_user):
+        try:
+            with transaction.atomic():
+                domain.delete()
+        except ProtectedError:
+            raise ValidationError(
+                {
+                    "name": f"{domain.name} has messages in the queue or history; it cannot be deleted. "
+                    "Disable sending by removing its DNS records instead."
+                }
+            ) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -114,21 +119,22 @@ def _new_selector(domain, algorithm, now):
 @transaction.atomic
 def create_dkim_key(domain, *, algorithm=DkimAlgorithm.RSA_SHA256, bits=None, selector=None, acting_user=None):
     """Generate a key pair and store it as a `pending` key (its record joins the plan; it signs once verified)."""
-    if algorithm not in DkimAlgorithm.values:
-        raise ValidationError({"algorithm": f"Unknown algorithm {algorithm!r}: use rsa-sha256 or ed25519-sha256."})
-    if algorithm == DkimAlgorithm.RSA_SHA256:
-        bits = int(bits or RSA_DEFAULT_BITS)
-    else:
-        bits = None
-    key = DkimKey(
-        tenant_id=domain.tenant_id, domain=domain, algorithm=algorithm, key_bits=bits,
-        selector=selector or _new_selector(domain, algorithm, timezone.now()),
-    )  # fmt: skip
-    key.full_clean(exclude=["public_key", "private_key", "tenant", "domain"])  # size and selector checked first
-    key.private_key, key.public_key = keys.generate(algorithm, bits)
-    key.full_clean()
-    key.save()
-    return key
+    with audit.acting_as(acting_user):
+        if algorithm not in DkimAlgorithm.values:
+            raise ValidationError({"algorithm": f"Unknown algorithm {algorithm!r}: use rsa-sha256 or ed25519-sha256."})
+        if algorithm == DkimAlgorithm.RSA_SHA256:
+            bits = int(bits or RSA_DEFAULT_BITS)
+        else:
+            bits = None
+        key = DkimKey(
+            tenant_id=domain.tenant_id, domain=domain, algorithm=algorithm, key_bits=bits,
+            selector=selector or _new_selector(domain, algorithm, timezone.now()),
+        )  # fmt: skip
+        key.full_clean(exclude=["public_key", "private_key", "tenant", "domain"])  # size and selector checked first
+        key.private_key, key.public_key = keys.generate(algorithm, bits)
+        key.full_clean()
+        key.save()
+        return key
 
 
 @transaction.atomic
@@ -136,21 +142,22 @@ def rotate_dkim_key(domain, *, algorithm=DkimAlgorithm.RSA_SHA256, bits=None, ac
     """Start a key rotation: a new `pending` key of `algorithm` that takes over signing once its record
     verifies; the current key then keeps being published for DKIM_ROTATION_GRACE_SECONDS. An earlier
     pending key of the same algorithm (never verified) is retired at once."""
-    domain = SendingDomain.objects.select_for_update().get(pk=domain.pk)
-    for stale in DkimKey.objects.filter(domain=domain, algorithm=algorithm, state=DkimKeyState.PENDING):
-        _set_key_state(
-            stale, DkimKeyState.RETIRED, "dkim.retire", "Replaced by a newer pending key before it verified.",
-            retired_at=timezone.now(),
+    with audit.acting_as(acting_user):
+        domain = SendingDomain.objects.select_for_update().get(pk=domain.pk)
+        for stale in DkimKey.objects.filter(domain=domain, algorithm=algorithm, state=DkimKeyState.PENDING):
+            _set_key_state(
+                stale, DkimKeyState.RETIRED, "dkim.retire", "Replaced by a newer pending key before it verified.",
+                retired_at=timezone.now(),
+            )  # fmt: skip
+        key = create_dkim_key(domain, algorithm=algorithm, bits=bits, acting_user=acting_user)
+        current = DkimKey.objects.filter(domain=domain, algorithm=algorithm, state=DkimKeyState.ACTIVE).first()
+        audit.record(
+            "dkim.rotate", obj=domain,
+            postchange={"selector": key.selector, "algorithm": key.algorithm, "bits": key.key_bits},
+            message=f"New {key.label} key {key.selector}: publish {key.dns_name}; it signs once that record verifies"
+            + (f", and {current.selector} stays published for the grace period." if current else "."),
         )  # fmt: skip
-    key = create_dkim_key(domain, algorithm=algorithm, bits=bits, acting_user=acting_user)
-    current = DkimKey.objects.filter(domain=domain, algorithm=algorithm, state=DkimKeyState.ACTIVE).first()
-    audit.record(
-        "dkim.rotate", obj=domain,
-        postchange={"selector": key.selector, "algorithm": key.algorithm, "bits": key.key_bits},
-        message=f"New {key.label} key {key.selector}: publish {key.dns_name}; it signs once that record verifies"
-        + (f", and {current.selector} stays published for the grace period." if current else "."),
-    )  # fmt: skip
-    return key
+        return key
 
 
 def _set_key_state(key, state, verb, message, **fields):
@@ -165,8 +172,9 @@ def _set_key_state(key, state, verb, message, **fields):
 @transaction.atomic
 def export_private_key(key, *, acting_user=None):
     """The key's PEM private key, for an admin who passed a fresh 2FA check; audited `dkim.export`."""
-    audit.record("dkim.export", obj=key, message=f"Private key of {key.dns_name} exported.")
-    return key.private_key_pem()
+    with audit.acting_as(acting_user):
+        audit.record("dkim.export", obj=key, message=f"Private key of {key.dns_name} exported.")
+        return key.private_key_pem()
 
 
 @transaction.atomic
@@ -207,10 +215,11 @@ def verify_domain(domain, *, acting_user=None, query=None, now=None):
     pending keys whose record verified (retiring the key they replace), settles ownership claims,
     recomputes the status and audits a status change as `domain.dns_status_changed`.
     """
-    plan = record_plan(domain)
-    checker = Checker(domain, query=query)
-    results = [checker.check(record) for record in plan]
-    return _apply_results(domain.pk, results, now or timezone.now())
+    with audit.acting_as(acting_user):
+        plan = record_plan(domain)
+        checker = Checker(domain, query=query)
+        results = [checker.check(record) for record in plan]
+        return _apply_results(domain.pk, results, now or timezone.now())
 
 
 @transaction.atomic
@@ -357,7 +366,8 @@ def activate_key_without_dns(key, *, acting_user=None, reason):
 
     Audited as `dkim.activate_unverified` with the reason; real domains always activate through `verify_domain`.
     """
-    if key.state != DkimKeyState.PENDING:
+    with audit.acting_as(acting_user):
+        if key.state != DkimKeyState.PENDING:
+            return key
+        _set_key_state(key, DkimKeyState.ACTIVE, "dkim.activate_unverified", reason, activated_at=timezone.now())
         return key
-    _set_key_state(key, DkimKeyState.ACTIVE, "dkim.activate_unverified", reason, activated_at=timezone.now())
-    return key

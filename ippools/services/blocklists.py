@@ -30,23 +30,24 @@ def check_blocklists(ip, *, force=False, now=None, acting_user=None, resolver=No
     """Check an IP against every configured IP blocklist (answers kept for their TTL unless `force`), then
     pause or resume it in its pools on a new listing or a delisting, and recompute its reputation.
     Returns the current BlocklistCheck per zone."""
-    now = now or timezone.now()
-    resolver = resolver or _resolver()
-    results = []
-    for zone in dnsbl.configured_zones(BlocklistKind.IP):
-        latest = BlocklistCheck.objects.filter(ip=ip, zone=zone.name).order_by("-checked_at", "-id").first()
-        if not force and latest is not None and latest.expires_at > now:
-            results.append(latest)
-            continue
-        query_name = dnsbl.ip_query_name(ip.address, zone.query_zone)
-        results.append(
-            _store_check(
-                latest, dnsbl.lookup(resolver, zone, query_name), now, ip=ip, zone=zone.name, query_name=query_name
+    with audit.acting_as(acting_user):
+        now = now or timezone.now()
+        resolver = resolver or _resolver()
+        results = []
+        for zone in dnsbl.configured_zones(BlocklistKind.IP):
+            latest = BlocklistCheck.objects.filter(ip=ip, zone=zone.name).order_by("-checked_at", "-id").first()
+            if not force and latest is not None and latest.expires_at > now:
+                results.append(latest)
+                continue
+            query_name = dnsbl.ip_query_name(ip.address, zone.query_zone)
+            results.append(
+                _store_check(
+                    latest, dnsbl.lookup(resolver, zone, query_name), now, ip=ip, zone=zone.name, query_name=query_name
+                )
             )
-        )
-    apply_listing_state(ip, now=now)
-    update_reputation(ip, now=now)
-    return results
+        apply_listing_state(ip, now=now)
+        update_reputation(ip, now=now)
+        return results
 
 
 def check_domain_blocklists(domain, *, force=False, now=None, resolver=None):

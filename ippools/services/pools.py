@@ -2,6 +2,8 @@
 
 from django.db import transaction
 
+from deliveryhub import audit
+
 from ..choices import IPEventKind, IPState, PoolPurpose
 from ..models import IPPool, IPPoolGrant, IPPoolMember, TenantDefaultPool
 from .events import ip_event
@@ -10,46 +12,51 @@ from .events import ip_event
 @transaction.atomic
 def assign_ip(pool, ip, *, weight=100, acting_user=None):
     """Put an IP in a pool with a rotation weight (or change its weight)."""
-    member = IPPoolMember.objects.filter(pool=pool, ip=ip).first() or IPPoolMember(pool=pool, ip=ip)
-    member.weight = weight
-    member.full_clean()
-    member.save()
-    return member
+    with audit.acting_as(acting_user):
+        member = IPPoolMember.objects.filter(pool=pool, ip=ip).first() or IPPoolMember(pool=pool, ip=ip)
+        member.weight = weight
+        member.full_clean()
+        member.save()
+        return member
 
 
 @transaction.atomic
 def remove_ip(pool, ip, *, acting_user=None):
     """Take an IP out of a pool."""
-    for member in IPPoolMember.objects.filter(pool=pool, ip=ip):
-        member.delete()
+    with audit.acting_as(acting_user):
+        for member in IPPoolMember.objects.filter(pool=pool, ip=ip):
+            member.delete()
 
 
 @transaction.atomic
 def grant_pool(pool, tenant, *, acting_user=None):
     """Let a tenant use a shared pool."""
-    grant = IPPoolGrant.objects.filter(pool=pool, tenant=tenant).first()
-    if grant is None:
-        grant = IPPoolGrant(pool=pool, tenant=tenant)
-        grant.full_clean()
-        grant.save()
-    return grant
+    with audit.acting_as(acting_user):
+        grant = IPPoolGrant.objects.filter(pool=pool, tenant=tenant).first()
+        if grant is None:
+            grant = IPPoolGrant(pool=pool, tenant=tenant)
+            grant.full_clean()
+            grant.save()
+        return grant
 
 
 @transaction.atomic
 def revoke_pool_grant(pool, tenant, *, acting_user=None):
-    for grant in IPPoolGrant.objects.filter(pool=pool, tenant=tenant):
-        grant.delete()
+    with audit.acting_as(acting_user):
+        for grant in IPPoolGrant.objects.filter(pool=pool, tenant=tenant):
+            grant.delete()
 
 
 @transaction.atomic
 def set_default_pool(tenant, purpose, pool, *, acting_user=None):
     """Make `pool` the tenant's default for mail of `purpose` (the pool must be usable by the tenant)."""
-    default = TenantDefaultPool.objects.filter(tenant=tenant, purpose=purpose).first()
-    default = default or TenantDefaultPool(tenant=tenant, purpose=purpose)
-    default.pool = pool
-    default.full_clean()
-    default.save()
-    return default
+    with audit.acting_as(acting_user):
+        default = TenantDefaultPool.objects.filter(tenant=tenant, purpose=purpose).first()
+        default = default or TenantDefaultPool(tenant=tenant, purpose=purpose)
+        default.pool = pool
+        default.full_clean()
+        default.save()
+        return default
 
 
 def default_pool_for(tenant, purpose=PoolPurpose.TRANSACTIONAL):
@@ -65,14 +72,16 @@ def default_pool_for(tenant, purpose=PoolPurpose.TRANSACTIONAL):
 @transaction.atomic
 def pause_ip(ip, *, reason="", acting_user=None):
     """Take an IP out of every pool's rotation (state `paused`)."""
-    return _set_state(ip, IPState.PAUSED, IPEventKind.PAUSED, reason or "paused by an admin")
+    with audit.acting_as(acting_user):
+        return _set_state(ip, IPState.PAUSED, IPEventKind.PAUSED, reason or "paused by an admin")
 
 
 @transaction.atomic
 def resume_ip(ip, *, acting_user=None):
     """Put a paused IP back: `warming` if it is on a plan, else `active`."""
-    state = IPState.WARMING if ip.warmup_plan_id and not _warmup_done(ip) else IPState.ACTIVE
-    return _set_state(ip, state, IPEventKind.RESUMED, "resumed by an admin")
+    with audit.acting_as(acting_user):
+        state = IPState.WARMING if ip.warmup_plan_id and not _warmup_done(ip) else IPState.ACTIVE
+        return _set_state(ip, state, IPEventKind.RESUMED, "resumed by an admin")
 
 
 def _warmup_done(ip):

@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Sum
 
+from deliveryhub import audit
+
 from .. import signals
 from ..choices import IPEventKind, IPState
 from ..constants import WARMUP_SEVERE_FACTOR
@@ -19,15 +21,16 @@ logger = logging.getLogger(__name__)
 @transaction.atomic
 def start_warmup(ip, plan, *, day=1, acting_user=None, now=None):
     """Put an IP on a warm-up plan at `day` (state `warming`); its first day is today in its time zone."""
-    if not 1 <= day <= plan.length:
-        raise ValidationError({"day": f"The plan has days 1 to {plan.length}."})
-    ip.warmup_plan, ip.warmup_day, ip.state = plan, day, IPState.WARMING
-    ip.warmup_last_step = ip.local_date(now)
-    ip.full_clean()
-    ip.save()
-    message = f"Warm-up started on plan {plan.name}, day {day} of {plan.length}."
-    ip_event(ip, IPEventKind.WARMUP_START, message, {"plan": plan.pk, "day": day}, now=now)
-    return ip
+    with audit.acting_as(acting_user):
+        if not 1 <= day <= plan.length:
+            raise ValidationError({"day": f"The plan has days 1 to {plan.length}."})
+        ip.warmup_plan, ip.warmup_day, ip.state = plan, day, IPState.WARMING
+        ip.warmup_last_step = ip.local_date(now)
+        ip.full_clean()
+        ip.save()
+        message = f"Warm-up started on plan {plan.name}, day {day} of {plan.length}."
+        ip_event(ip, IPEventKind.WARMUP_START, message, {"plan": plan.pk, "day": day}, now=now)
+        return ip
 
 
 def day_outcomes(ip, day):
