@@ -1,16 +1,23 @@
 """One decision, made once: what an SMTP reply means (category) and what to do about it (action).
 
 The rules are data: `queues/data/bounce_rules.tsv` holds the defaults (loaded once, cached); admins' `BounceRule`
-rows are passed in as `extra_rules` and tried first, in the order given. The vocabulary of categories and actions is
-the one of `shared/data/smtp-replies.tsv` (see `queues.choices.RuleAction`):
+rows are passed in as `extra_rules` and tried first, in the order given. A rule may be limited to one mailbox provider
+(google, microsoft, yahoo, other: `ippools.providers.provider_for`); `classify(..., provider=...)` says whose reply it
+is. The vocabulary of categories (grouped by RFC 3463 subject) and actions (`queues.choices.RuleAction`):
 
-    categories: delivered, invalid_recipient, bad_domain, mailbox_full, message_too_large, rate_limited,
-        reputation_block, blocklisted, authentication, spam_content, policy, greylisted, transient, tls_required,
-        sender_config, routing, connection_error, unknown
+    X.1 addressing: invalid_recipient, bad_domain, sender_config      X.2 mailbox: inactive_mailbox, mailbox_full,
+    message_too_large      X.3 mail system: system_error      X.4 network/routing: routing, expired, transient
+    X.5 protocol: protocol_error      X.6 content: content_error      X.7 security/policy: policy, reputation_block,
+    blocklisted, authentication, spam_content, virus, rate_limited, greylisted, tls_required
+    and: delivered, connection_error, unknown
     actions: deliver, defer, defer+slow, bounce, bounce+suppress
 
-A 5.1.x bad recipient bounces and suppresses; a 5.7.x block bounces without suppressing (it says something about us,
-not the recipient); a mailbox-full 552 5.2.2 defers; rate-limit replies defer and slow the (source IP, provider) pair.
+Only evidence that the recipient does not exist (5.1.1-style codes, 5.2.1 disabled mailboxes, or text saying so)
+bounces and suppresses; a 5.7.x block bounces without suppressing (it says something about us, not the recipient);
+a full mailbox defers; rate limits defer and slow the (source IP, provider) pair. A reply no wording rule knows falls
+back on its enhanced code's class and subject, then on its basic code, and an unknown 5xx bounces without suppressing.
+Rules match a normalised text: the lines of a multi-line reply joined, their repeated "550-5.1.1" prefixes dropped; a
+qmail-style "(#5.1.1)" stands for the enhanced code when the reply has none in front.
 """
 
 from __future__ import annotations
@@ -42,11 +49,19 @@ STATUS_FOR_ACTION = {
     BOUNCE_SUPPRESS: BOUNCED,
 }
 
+# Mailbox providers a rule may be limited to (the values of ippools.choices.Provider, repeated for the same reason).
+PROVIDERS = ("google", "microsoft", "yahoo", "other")
+
 # Categories the engine itself produces (the rest come from the rules file).
 CONNECTION_ERROR = "connection_error"
 UNKNOWN = "unknown"
 
 ENHANCED_RE = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})(?=\s|$)")
+# "550-5.1.1 " / "5.1.1 " repeated at the start of each line of a multi-line reply (or inside a folded DSN field).
+_CONTINUATION_RE = re.compile(
+    r"(?:(?<=\s)|^)(?:[245]\d\d[ -])?[245]\.\d{1,3}\.\d{1,3}(?=\s)\s*|(?:(?<=\s)|^)[245]\d\d-"
+)
+_TRAILING_ENHANCED_RE = re.compile(r"\(?#([245]\.\d{1,3}\.\d{1,3})\b")
 _CODE_PATTERN_RE = re.compile(r"^[2-5][0-9x]{2}$")
 _ENHANCED_PATTERN_RE = re.compile(r"^[245x](\.(\d{1,3}|\*)){0,2}$")
 
@@ -75,6 +90,7 @@ class Rule:
     text: str  # case-insensitive regular expression, or ""
     category: str
     action: str
+    provider: str = ""  # google, microsoft, yahoo, other, or "" (any)
 
     def __post_init__(self):
         if self.code and not _CODE_PATTERN_RE.match(self.code):
@@ -83,6 +99,8 @@ class Rule:
             raise ValueError(f"bad enhanced status pattern {self.enhanced!r}")
         if self.action not in ACTIONS:
             raise ValueError(f"unknown action {self.action!r}")
+        if self.provider and self.provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {self.provider!r}")
         _compiled(self.text)  # fail early on a bad regular expression
 
     @classmethod
@@ -94,7 +112,9 @@ class Rule:
             int(obj.priority or 0), obj.code or "", obj.enhanced or "", obj.text or "", obj.category, obj.action
         )
 
-    def matches(self, code_text: str, enhanced: str, text: str) -> bool:
+    def matches(self, code_text: str, enhanced: str, text: str, provider: str | None = None) -> bool:
+        if self.provider and self.provider != provider:
+            return False
         if self.code and not _match_code(self.code, code_text):
             return False
         if self.enhanced and not _match_enhanced(self.enhanced, enhanced):
@@ -103,8 +123,10 @@ class Rule:
 
 
 @functools.lru_cache(maxsize=1024)
-def _rule_from_fields(priority, code, enhanced, text, category, action) -> Rule:
-    return Rule(priority, code.strip().lower(), enhanced.strip(), text, category.strip(), action.strip())
+def _rule_from_fields(priority, code, enhanced, text, category, action, provider="") -> Rule:
+    return Rule(
+        priority, code.strip().lower(), enhanced.strip(), text, category.strip(), action.strip(), provider.strip()
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -138,8 +160,8 @@ def default_rules() -> tuple[Rule, ...]:
         for line_number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
             if not row or row[0].startswith("#") or row[0] == "priority":
                 continue
-            if len(row) != 6:
-                raise ValueError(f"{RULES_PATH}:{line_number}: expected 6 tab-separated columns, got {len(row)}")
+            if len(row) not in (6, 7):
+                raise ValueError(f"{RULES_PATH}:{line_number}: expected 6 or 7 tab-separated columns, got {len(row)}")
             rules.append(_rule_from_fields(int(row[0]), *row[1:]))
     return tuple(sorted(rules, key=lambda rule: rule.priority))
 
@@ -152,20 +174,36 @@ def split_enhanced(text: str) -> tuple[str | None, str]:
     return match.group(1), text[match.end() :].strip()
 
 
+def normalise_text(text: str) -> str:
+    """The text rules match: lines joined with spaces, repeated enhanced-code prefixes dropped, spaces collapsed."""
+    return " ".join(_CONTINUATION_RE.sub(" ", text or "").split())
+
+
 def classify(
-    code: int | None, enhanced: str | None, text: str, *, connect_error: bool = False, extra_rules=None
+    code: int | None,
+    enhanced: str | None,
+    text: str,
+    *,
+    connect_error: bool = False,
+    extra_rules=None,
+    provider: str | None = None,
 ) -> Classification:
     """Classify a reply (code, enhanced status code, text) into a category and an action.
 
-    When `enhanced` is None and the text starts with one, it is taken from the text. `connect_error` (no reply: the
-    connection was refused, timed out or dropped) defers. `extra_rules` (BounceRule rows or Rules) are tried first,
-    in the order given. A reply no rule matches defers when it has no 5xx code and bounces otherwise.
+    When `enhanced` is None and the text starts with one, it is taken from the text (or from a qmail-style "(#5.1.1)"
+    in it). `connect_error` (no reply: the connection was refused, timed out or dropped) defers. `extra_rules`
+    (BounceRule rows or Rules) are tried first, in the order given. `provider` (google, microsoft, yahoo, other) lets
+    provider-specific rules match. A reply no rule matches defers when it has no 5xx code and bounces otherwise,
+    never suppressing the recipient.
     """
     text = text or ""
     if enhanced is None:
         enhanced, text = split_enhanced(text)
-    enhanced = enhanced or ""
     retry_after = parse_retry_hint(text)
+    text = normalise_text(text)
+    if not enhanced:
+        trailing = _TRAILING_ENHANCED_RE.search(text)
+        enhanced = trailing.group(1) if trailing else ""
     if connect_error and code is None:
         return Classification(CONNECTION_ERROR, DEFER, retry_after)
     if code is not None:
@@ -177,7 +215,7 @@ def classify(
     if code_text.startswith("2"):  # the receiver took it: no rule (text alone may match) makes that a failure
         return Classification("delivered", DELIVER, None)
     for rule in _iter_rules(extra_rules):
-        if rule.matches(code_text, enhanced, text):
+        if rule.matches(code_text, enhanced, text, provider):
             return Classification(rule.category, rule.action, retry_after)
     return Classification(UNKNOWN, BOUNCE if code_text.startswith("5") else DEFER, retry_after)
 
@@ -190,12 +228,19 @@ def _iter_rules(extra_rules):
 
 
 def make_result(
-    code: int | None, enhanced: str | None, text: str, *, connect_error: bool = False, extra_rules=None, **fields
+    code: int | None,
+    enhanced: str | None,
+    text: str,
+    *,
+    connect_error: bool = False,
+    extra_rules=None,
+    provider: str | None = None,
+    **fields,
 ) -> SendResult:
     """A SendResult for a reply (or an error text), classified; `fields` fill the rest (mx_host, tls_version, ...)."""
     if enhanced is None:
         enhanced, text = split_enhanced(text)
-    outcome = classify(code, enhanced, text, connect_error=connect_error, extra_rules=extra_rules)
+    outcome = classify(code, enhanced, text, connect_error=connect_error, extra_rules=extra_rules, provider=provider)
     return SendResult(
         status=outcome.status,
         code=code,
@@ -209,12 +254,17 @@ def make_result(
     )
 
 
-def reclassify(result: SendResult, extra_rules) -> SendResult:
+def reclassify(result: SendResult, extra_rules, *, provider: str | None = None) -> SendResult:
     """Apply admins' rules to a result the engine classified with the defaults only (returns a new SendResult)."""
     if not extra_rules:
         return result
     outcome = classify(
-        result.code, result.enhanced or "", result.text, connect_error=result.connect_error, extra_rules=extra_rules
+        result.code,
+        result.enhanced or "",
+        result.text,
+        connect_error=result.connect_error,
+        extra_rules=extra_rules,
+        provider=provider,
     )
     if (outcome.category, outcome.action) == (result.category, result.action):
         return result

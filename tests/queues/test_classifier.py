@@ -57,7 +57,8 @@ def test_actions_are_the_model_vocabulary():
         (552, None, "Message size exceeds maximum permitted", "message_too_large", "bounce", "bounced"),
         (421, "4.7.0", "Try again later, closing connection", "transient", "defer", "deferred"),
         (450, "4.2.0", "Greylisted for 300 seconds", "greylisted", "defer", "deferred"),
-        (554, None, "Sorry, no mailbox here by that name", "unknown", "bounce", "bounced"),
+        # qmail's wording of an unknown recipient, with no enhanced code: the text is the evidence.
+        (554, None, "Sorry, no mailbox here by that name", "invalid_recipient", "bounce+suppress", "bounced"),
         (
             None,
             "5.1.10",
