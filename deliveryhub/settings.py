@@ -125,6 +125,11 @@ API_KEY_PEPPER = env_str("DELIVERYHUB_API_KEY_PEPPER", SECRET_KEY)
 ALLOWED_HOSTS = env_list("DELIVERYHUB_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DELIVERYHUB_CSRF_TRUSTED_ORIGINS")
 SITE_URL = env_str("DELIVERYHUB_SITE_URL", "http://127.0.0.1:8000")
+WEB_HOST = env_str("DELIVERYHUB_WEB_HOST", "127.0.0.1")  # where `make run` serves the panel
+WEB_PORT = env_int("DELIVERYHUB_WEB_PORT", 8000)  # its port (a platform port: never a tenant's route target)
+# Routes and webhooks may target loopback/private/link-local addresses (never this host's platform ports).
+# Off: tenants' targets must be public addresses (deliveryhub/netguard.py). Tests and the demo turn it on.
+OUTBOUND_ALLOW_PRIVATE_TARGETS = env_bool("DELIVERYHUB_OUTBOUND_ALLOW_PRIVATE_TARGETS", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

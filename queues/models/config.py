@@ -10,6 +10,7 @@ from django.utils import timezone
 from deliveryhub.choices import Area
 from deliveryhub.crypto import EncryptedTextField
 from deliveryhub.models import ChangeLoggedModel, TenantModel
+from deliveryhub.netguard import TargetNotAllowed, check_public_host
 from deliveryhub.querysets import TenantQuerySet
 
 from ..choices import RuleAction, SuppressionReason
@@ -23,7 +24,8 @@ class Route(ChangeLoggedModel, TenantModel):
 
     `pattern` is an exact domain (`example.com`), a subdomain wildcard (`*.example.com`: any subdomain, not
     the domain itself) or `*` (everything). The most specific match wins (exact, then the longest wildcard,
-    then `*`); `priority` (lower first) breaks ties.
+    then `*`); `priority` (lower first) breaks ties. The host must resolve to public addresses only
+    (`deliveryhub.netguard`), checked on save here and again by the delivery engine when it connects.
     """
 
     pattern = models.CharField(max_length=255, help_text="example.com, *.example.com or *")
@@ -51,6 +53,11 @@ class Route(ChangeLoggedModel, TenantModel):
         self.host = (self.host or "").strip()
         if not _HOST.match(self.host):
             raise ValidationError({"host": "Enter a host name or an IP address."})
+        if self.port is not None:
+            try:
+                check_public_host(self.host, self.port)
+            except TargetNotAllowed as exc:
+                raise ValidationError({"host": str(exc)}) from None
         if self.password and not self.username:
             raise ValidationError({"username": "A password needs a user name."})
 

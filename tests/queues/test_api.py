@@ -269,12 +269,12 @@ class MessageAPITest(TenantTestCase):
 class RouteAPITest(APIViewTestCases.Full):
     url = "/api/v1/routes/"
     model = Route
-    create_data = {"pattern": "*.example.com", "host": "relay.example.net", "port": 2525, "username": "u",
+    create_data = {"pattern": "*.example.com", "host": "93.184.215.14", "port": 2525, "username": "u",
                    "password": "secret-relay-pw", "tls_required": True}  # fmt: skip
     update_data = {"port": 587}
 
     def make_object(self, tenant):
-        return Route.objects.create(tenant=tenant, pattern="example.org", host="relay.example.net", port=25)
+        return Route.objects.create(tenant=tenant, pattern="example.org", host="93.184.215.14", port=25)
 
     def test_password_never_returned_and_encrypted(self):
         response = self.api(self.alice_key).post(self.url, self.create_data, format="json")
@@ -332,14 +332,14 @@ class QueuesUITest(TenantTestCase):
         self.assertEqual(charlie.get(f"/messages/{m.uuid}/").status_code, 404)
         self.assertNotContains(charlie.get("/messages/"), "x@example.com")
         self.assertEqual(alice.get("/routes/").status_code, 200)
-        data = {"pattern": "example.com", "host": "relay.example.net", "port": 587, "priority": 100, "enabled": "on",
+        data = {"pattern": "example.com", "host": "93.184.215.14", "port": 587, "priority": 100, "enabled": "on",
                 "username": "relay-user", "password": "relay-pw", "tls_required": "on"}  # fmt: skip
         self.assertEqual(bob.post("/routes/", data).status_code, 403)
         self.assertEqual(alice.post("/routes/", data).status_code, 302)
         route = Route.objects.get()
         self.assertEqual((route.username, route.password, route.tls_required), ("relay-user", "relay-pw", True))
         listing = alice.get("/routes/")
-        self.assertContains(listing, "relay.example.net")
+        self.assertContains(listing, "93.184.215.14")
         self.assertNotContains(listing, "relay-pw")
         self.assertEqual(charlie.post(f"/routes/{route.pk}/delete/").status_code, 404)
         self.assertEqual(alice.post(f"/routes/{route.pk}/delete/").status_code, 302)

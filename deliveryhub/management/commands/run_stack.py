@@ -85,6 +85,8 @@ class Command(BaseCommand):
             "PYTHONUNBUFFERED": "1",
             "DELIVERYHUB_VAR_DIR": str(Path(settings.VAR_DIR).absolute()),
         }
+        if settings.DEMO_MODE:  # the demo's routes may point at the capture server and other local test peers
+            self.env.setdefault("DELIVERYHUB_OUTBOUND_ALLOW_PRIVATE_TARGETS", "true")
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         failure = None
         try:
@@ -134,8 +136,8 @@ class Command(BaseCommand):
 
     def _start_processes(self):
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-        self.host = os.environ.get("DELIVERYHUB_WEB_HOST") or "127.0.0.1"
-        self.port = os.environ.get("DELIVERYHUB_WEB_PORT") or "8000"
+        self.host = settings.WEB_HOST
+        self.port = settings.WEB_PORT
         addr = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         web = [*manage, "runserver", addr, "--noreload"]
         if not settings.DEBUG:
