@@ -1,6 +1,7 @@
 # DeliveryHub entry points. Only Python 3.11 (or another python3) with pip is needed.
 #   make run    start the whole stack (web, worker, scheduler, smtpd, embedded Redis)
-#   make test   run the test suite (PYTEST_ARGS to tune, DATABASE_URL / REDIS_URL respected)
+#   make test   run the test suite (PYTEST_ARGS to tune, DATABASE_URL / REDIS_URL respected; without REDIS_URL
+#               a local Redis on 127.0.0.1:6379 if one answers, else the embedded one: deliveryhub/testing/pytest_env.py)
 #   make bench  run the delivery benchmark
 #   make lint   ruff, system checks and the missing-migration check
 
@@ -12,7 +13,6 @@ PY := $(VENV)/bin/python
 # Interpreter used to create the venv: $(PYTHON) if given, else python3.11, else python3.
 PYTHON ?=
 PYTEST_ARGS ?= -q
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: venv run test bench lint clean-venv
 
@@ -33,9 +33,8 @@ $(VENV)/.installed: requirements.txt
 run: venv
 	$(PY) manage.py run_stack
 
-# REDIS_URL defaults to a local Redis (db 15) for tests only; `make run` uses the embedded one.
 test: venv
-	REDIS_URL="$${REDIS_URL:-$(TEST_REDIS_URL)}" $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Postfix ships smtp-sink and smtp-source (the raw-SMTP yardstick); installed unconfigured, so no mail daemon runs.
 bench: venv

@@ -15,25 +15,25 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render, resolve_url
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
-from django_otp import devices_for_user, user_has_device, verify_token
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp import user_has_device
 
 from . import audit, otp, throttle
 from .constants import OTP_TOTP_DEVICE_NAME, SESSION_OTP_PENDING_KEY
 from .forms_auth import EnrolForm, LoginForm, OTPTokenForm
-from .middleware import client_ip
+from .middleware import client_ip, start_session_clock
+from .models import EncryptedTOTPDevice
+from .otp import OTP_WAIT
 
-LOGIN_ERROR = "Invalid email or password, or too many attempts; try again later."
-OTP_ERROR = "Invalid code, or too many attempts; try again later."
+LOGIN_ERROR = "Invalid email or password."
+LOGIN_WAIT = "Too many failed sign-ins from your address: try again in {wait}."
 ENROL_ERROR = "That code is not valid. Check the time on your phone and enter the code currently shown."
 QR_SCALE = 4  # pixels per QR module
-TOTP_DIGITS = TOTPDevice._meta.get_field("digits").default  # what our enrolment issues
 SECRET_GROUP = 4  # characters per group when showing the TOTP secret for manual entry
 
 
@@ -51,16 +51,16 @@ def _user_fields(user):
 
 
 def sign_in(request, username, password):
-    """Check a password sign-in under the throttle; log the session in and return the user, or None.
+    """Check a password sign-in under the throttle; log the session in and return (user, None), or (None, error).
 
-    Unknown users, wrong passwords, inactive accounts and locked accounts or addresses all look the
-    same to the client; the audit log says which it was.
+    Unknown users, wrong passwords and inactive accounts look the same to the client; a throttled client is
+    told how long to wait (whatever the account: that tells nothing about it). The audit log says which it was.
     """
     address = client_ip(request)
-    verdict = throttle.admit(throttle.LOGIN, username, address)
-    if verdict.locked:
+    verdict = throttle.check(throttle.LOGIN, username, address)
+    if not verdict.allowed:
         audit.record("login.locked", actor=AnonymousUser(), actor_name=username, message=f"refused: {verdict.reason}")
-        return None
+        return None, LOGIN_WAIT.format(wait=otp.seconds_phrase(verdict.wait_seconds))
     known = get_user_model()._default_manager.filter(username__iexact=username).order_by("pk").first()
     user = authenticate(request, username=known.get_username() if known else username, password=password)
     if user is None:
@@ -72,15 +72,16 @@ def sign_in(request, username, password):
         else:
             reason = "wrong password"
         audit.record("login.failed", actor=AnonymousUser(), actor_name=username, message=reason)
-        return None
-    throttle.reset(throttle.LOGIN, username)
+        return None, LOGIN_ERROR
+    throttle.reset(throttle.LOGIN, username, address)
     auth_login(request, user)
+    start_session_clock(request)  # 12 hours from now at most, 30 minutes idle
     second = user_has_device(user)
     message = "password accepted; second factor pending" if second else "password accepted"
     audit.record("login.success", actor=user, message=message, **_user_fields(user))
     if second:
         request.session[SESSION_OTP_PENDING_KEY] = True
-    return user
+    return user, None
 
 
 @sensitive_post_parameters("password")
@@ -92,13 +93,13 @@ def login_view(request):
         return redirect(_landing(request))
     form = LoginForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = sign_in(request, form.cleaned_data["username"], form.cleaned_data["password"])
+        user, error = sign_in(request, form.cleaned_data["username"], form.cleaned_data["password"])
         if user is not None:
             landing = _landing(request)
             if request.session.get(SESSION_OTP_PENDING_KEY):
                 return redirect(otp.url_with_next("otp-verify", landing))
             return redirect(landing)
-        form.add_error(None, LOGIN_ERROR)
+        form.add_error(None, error)
     return render(request, "account/login.html", {"form": form, "next_url": next_url})
 
 
@@ -129,16 +130,6 @@ def admin_login(request, extra_context=None):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def match_token(user, token):
-    """The confirmed device that accepts `token`: an app code (6 digits) or a recovery code (consumed on use)."""
-    app_code = token.isdigit() and len(token) == TOTP_DIGITS
-    for device in devices_for_user(user):
-        wanted = TOTPDevice if app_code else StaticDevice
-        if isinstance(device, wanted) and verify_token(user, device.persistent_id, token) is not None:
-            return device
-    return None
-
-
 def _check_second_factor(request, *, sudo):
     next_url = _landing(request)
     user = request.user
@@ -149,27 +140,12 @@ def _check_second_factor(request, *, sudo):
         return redirect(next_url)
     form = OTPTokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        address = client_ip(request)
-        verdict = throttle.admit(throttle.OTP, user.get_username(), address)
-        if verdict.locked:
-            audit.record("otp.verify_failed", message=f"refused: {verdict.reason}", **_user_fields(user))
-            form.add_error(None, OTP_ERROR)
-        else:
-            device = match_token(user, form.cleaned_data["token"])
-            if device is None:
-                throttle.record_failure(throttle.OTP, user.get_username(), address)
-                audit.record("otp.verify_failed", message="invalid code", **_user_fields(user))
-                form.add_error(None, OTP_ERROR)
-            else:
-                throttle.reset(throttle.OTP, user.get_username())
-                otp.mark_verified(request, device)
-                if isinstance(device, StaticDevice):
-                    what = f"recovery code used, {otp.recovery_codes_left(user)} left"
-                else:
-                    what = "authenticator code"
-                audit.record("otp.verify", message=f"{what}{' (sudo)' if sudo else ''}", **_user_fields(user))
-                return redirect(next_url)
-    context = {"form": form, "sudo": sudo, "next_url": next_url}
+        error = otp.check_code(request, form.cleaned_data["token"], sudo=sudo)
+        if error is None:
+            return redirect(next_url)
+        form.add_error(None, error)
+    action = reverse("otp-sudo" if sudo else "otp-verify")
+    context = {"form": form, "sudo": sudo, "next_url": next_url, "action": action, "code_field": "token"}
     return render(request, "account/otp_verify.html", context)
 
 
@@ -214,14 +190,18 @@ def otp_enrol(request):
         return render(request, "account/otp_manage.html", context)
     device = otp.totp_device(user, confirmed=False)
     if device is None:
-        device = TOTPDevice.objects.create(user=user, name=OTP_TOTP_DEVICE_NAME, confirmed=False)
+        device = EncryptedTOTPDevice.objects.create(user=user, name=OTP_TOTP_DEVICE_NAME, confirmed=False)
     form = EnrolForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if device.verify_token(form.cleaned_data["token"]):
+        wait = otp.device_wait_seconds(device)  # django-otp's back-off after a wrong code: say so, not "wrong code"
+        if wait:
+            form.add_error("token", OTP_WAIT.format(wait=otp.seconds_phrase(wait)))
+        elif device.verify_token(form.cleaned_data["token"]):
             codes = otp.confirm_totp_device(device, acting_user=user)
             otp.mark_verified(request, device)
             return _show_recovery_codes(request, codes, next_url or resolve_url(settings.LOGIN_REDIRECT_URL))
-        form.add_error("token", ENROL_ERROR)
+        else:
+            form.add_error("token", ENROL_ERROR)
     context = {"form": form, "qr_svg": _qr_svg(device), "secret": _grouped_secret(device), "next_url": next_url}
     return render(request, "account/otp_enrol.html", context)
 
@@ -249,5 +229,8 @@ def otp_disable(request):
     """Remove the authenticator app and recovery codes; the session is no longer verified."""
     otp.disable_otp(request.user, acting_user=request.user)
     otp.clear_session_factor(request)
-    messages.success(request, "Two-factor authentication is off. Changing configuration needs it again.")
+    if request.principal.needs_otp():
+        messages.warning(request, "Two-factor authentication is off. Your role needs it: set it up again to continue.")
+    else:
+        messages.success(request, "Two-factor authentication is off.")
     return redirect("otp-enrol")

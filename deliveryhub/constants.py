@@ -13,11 +13,13 @@ AUDIT_GENESIS_HASH = "0" * 64  # prev_hash of the first audit entry
 
 SESSION_TENANT_KEY = "deliveryhub.tenant_id"
 SESSION_OTP_SUDO_KEY = "deliveryhub.otp_verified_at"
+SESSION_STARTED_KEY = "deliveryhub.signed_in_at"  # time.time() of the sign-in (absolute session limit)
+SESSION_SEEN_KEY = "deliveryhub.last_activity_at"  # time.time() of the last activity (idle limit)
+SESSION_TOUCH_SECONDS = 60  # activity refreshes the idle timer at most this often (one session write a minute)
 
 SCHEDULER_LOCK_PREFIX = "deliveryhub:scheduler:"  # Redis keys that stop two schedulers enqueueing the same job
 
 # Authentication (deliveryhub/throttle.py, deliveryhub/otp.py).
-LOGIN_THROTTLE_MAX_SLEEP = 5.0  # seconds: the longest a throttled sign-in or OTP attempt is slowed down
 SESSION_OTP_PENDING_KEY = "deliveryhub.otp_pending"  # password accepted, second factor still to come
 OTP_RECOVERY_CODE_COUNT = 10  # recovery codes issued at enrolment and on regeneration
 OTP_TOTP_DEVICE_NAME = "Authenticator app"

@@ -1,4 +1,5 @@
-"""Template context shared by every page: the current tenant and the tenants the user may switch to."""
+"""Template context shared by every page: the current tenant, the tenants the user may switch to, the user's role
+there and whether their roles require a second factor."""
 
 from .models import Tenant
 
@@ -13,4 +14,5 @@ def tenancy(request):
         "current_tenant": request.tenant,
         "switchable_tenants": tenants,
         "current_role": role or ("operator" if principal.is_platform else None),
+        "second_factor_required": principal.needs_otp(),  # owners, admins, operators: 2FA before anything else
     }

@@ -1,10 +1,18 @@
-"""Request id, audit context and the current tenant for every request."""
+"""Request id, audit context, session time limits and the current tenant for every request."""
 
 import re
+import time
 import uuid
 
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpResponse
+
+from . import audit
 from .audit import AuditContext, _context
-from .constants import SESSION_TENANT_KEY
+from .constants import SESSION_SEEN_KEY, SESSION_STARTED_KEY, SESSION_TENANT_KEY, SESSION_TOUCH_SECONDS
 from .permissions import Principal
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -30,6 +38,60 @@ class RequestIDMiddleware:
         finally:
             _context.reset(token)
         response["X-Request-ID"] = request.id
+        return response
+
+
+def _duration(seconds):
+    """12 hours, 30 minutes, 45 seconds: a limit as people say it."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def start_session_clock(request):
+    """Start the session's absolute and idle limits now (at sign-in, or when a session is first seen)."""
+    request.session[SESSION_STARTED_KEY] = request.session[SESSION_SEEN_KEY] = time.time()
+    request.session.set_expiry(settings.SESSION_IDLE_SECONDS)
+
+
+class SessionTimeoutMiddleware:
+    """Sign a session out SESSION_COOKIE_AGE seconds after sign-in (absolute) or SESSION_IDLE_SECONDS after its last
+    activity (idle). Activity is any request but an htmx GET (a page polling in the background does not keep an
+    abandoned session alive); it refreshes the idle timer, and the session's expiry, at most once a minute."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.user.is_authenticated:
+            session, now = request.session, time.time()
+            started, seen = session.get(SESSION_STARTED_KEY), session.get(SESSION_SEEN_KEY)
+            polling = request.method == "GET" and bool(request.headers.get("HX-Request"))
+            if started is None or seen is None:
+                start_session_clock(request)
+            elif now - started > settings.SESSION_COOKIE_AGE:
+                return self.expire(request, f"{_duration(settings.SESSION_COOKIE_AGE)} after you signed in")
+            elif now - seen > settings.SESSION_IDLE_SECONDS:
+                return self.expire(request, f"after {_duration(settings.SESSION_IDLE_SECONDS)} without activity")
+            elif now - seen >= SESSION_TOUCH_SECONDS and not polling:
+                session[SESSION_SEEN_KEY] = now
+                session.set_expiry(settings.SESSION_IDLE_SECONDS)
+        return self.get_response(request)
+
+    def expire(self, request, why):
+        user = request.user
+        audit.record("session.expired", actor=user, message=f"signed out {why}", object_type="auth.user",
+                     object_id=str(user.pk), object_repr=user.get_username())  # fmt: skip
+        logout(request)
+        if request.path.startswith("/api/"):
+            return self.get_response(request)  # now anonymous: the API answers 401/403 by itself
+        messages.info(request, f"Your session ended {why}: sign in again.")
+        response = redirect_to_login(request.get_full_path())
+        if request.headers.get("HX-Request"):  # an htmx fragment: make the browser navigate, not swap
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = redirect_to_login(request.get_full_path()).url
         return response
 
 

@@ -6,11 +6,13 @@ Second factor (TOTP with recovery codes): enforcement decorators, "sudo mode", a
   `include_get` (or use `otp_required`, for pages that exist only to change configuration).
 - `sudo_required(view)`: sensitive acts (disable 2FA, new recovery codes, export a private key) need a
   fresh code, entered within `OTP_SUDO_SECONDS`.
-- `OTPPendingMiddleware`: a session whose password was accepted but whose second factor is still to
-  come reaches only the verify page (and logout) until it is verified.
+- `SecondFactorMiddleware`: a session whose password was accepted but whose second factor is still to
+  come reaches only the verify page (and logout); an owner, admin or superuser without a verified second
+  factor reaches only the enrolment and verify pages until they have one.
 """
 
 import functools
+import math
 import time
 from urllib.parse import urlsplit
 
@@ -19,23 +21,32 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
-from django_otp import DEVICE_ID_SESSION_KEY, user_has_device
+from django_otp import DEVICE_ID_SESSION_KEY, devices_for_user, user_has_device, verify_token
 from django_otp import login as otp_login
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from . import audit
+from . import audit, throttle
 from .constants import (
     OTP_RECOVERY_CODE_COUNT,
     OTP_RECOVERY_DEVICE_NAME,
     SESSION_OTP_PENDING_KEY,
     SESSION_OTP_SUDO_KEY,
 )
+from .forms_auth import OTPTokenForm
+from .middleware import client_ip
+from .models import EncryptedTOTPDevice, RecoveryCode, RecoveryCodeDevice
+from .models.otp import new_recovery_code
 from .permissions import Principal
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+OTP_ERROR = "Invalid code."
+OTP_WAIT = "Too many wrong codes: wait {wait}, then enter the code your app shows now."
+TOTP_DIGITS = EncryptedTOTPDevice._meta.get_field("digits").default  # what our enrolment issues
+SUDO_CODE_FIELD = "sudo_code"  # the code field of the code page that carries a form's fields
+CARRIED_EXCLUDED = frozenset({"csrfmiddlewaretoken", SUDO_CODE_FIELD})  # posted fields the code page does not carry
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Session state
@@ -144,17 +155,40 @@ def otp_required(view):
 
 
 def sudo_required(view):
-    """A sensitive act: the session must have entered a valid code within OTP_SUDO_SECONDS (any method)."""
+    """A sensitive act: the session must have entered a valid code within OTP_SUDO_SECONDS (any method).
+
+    A POST without a fresh code is not thrown away: the answer is the code page, carrying the posted fields, and
+    submitting it posts them again, with the code, to the same URL; a valid code then lets the original request
+    through. So a form filled in before the code was asked for is never lost.
+    """
 
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
-        if not sudo_is_fresh(request):
+        if sudo_is_fresh(request):
+            return view(request, *args, **kwargs)
+        if request.method != "POST" or request.headers.get("HX-Request") or not user_has_device(request.user):
             return second_factor_redirect(
                 request, "otp-sudo", "Confirm it is you: enter a fresh code from your authenticator app."
             )
-        return view(request, *args, **kwargs)
+        error = None
+        if SUDO_CODE_FIELD in request.POST:
+            form = OTPTokenForm({"token": request.POST[SUDO_CODE_FIELD]})
+            error = check_code(request, form.cleaned_data["token"], sudo=True) if form.is_valid() else OTP_ERROR
+            if error is None:
+                request.POST = request.POST.copy()
+                del request.POST[SUDO_CODE_FIELD]
+                return view(request, *args, **kwargs)
+        carried = [(name, value) for name, values in request.POST.lists() if name not in CARRIED_EXCLUDED
+                   for value in values]  # fmt: skip
+        context = {
+            "form": OTPTokenForm(), "sudo": True, "action": request.get_full_path(), "code_field": SUDO_CODE_FIELD,
+            "carried": carried, "errors": [error] if error else [],
+        }  # fmt: skip
+        response = render(request, "account/otp_verify.html", context, status=403 if error else 200)
+        response["Cache-Control"] = "no-store"  # it holds what the user typed
+        return response
 
     return wrapped
 
@@ -164,30 +198,53 @@ def sudo_required(view):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class OTPPendingMiddleware:
-    """Between the password and the second factor, only the verify page and logout are reachable."""
+class SecondFactorMiddleware:
+    """A signed-in session reaches the panel only once its second factor is settled.
 
-    allowed_names = ("otp-verify", "logout", "login")
+    - Password accepted, second factor still to come: only the verify page (and logout).
+    - An owner, admin or superuser whose session is not verified (no device yet, or a device added in another
+      session): only the enrolment and verify pages (and logout) — they set up 2FA before they open, let alone
+      fill in, any page of the panel, so no half-filled form is lost to the detour. Other roles pass.
+    Over the API a session in either state gets a JSON 403 `otp_required` (API keys are not sessions).
+    """
+
+    pending_names = ("otp-verify", "logout", "login")
+    enrol_names = ("otp-enrol", "otp-verify", "logout", "login")
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        session = getattr(request, "session", None)
-        if session is not None and session.get(SESSION_OTP_PENDING_KEY) and request.user.is_authenticated:
-            if is_verified(request):
-                session.pop(SESSION_OTP_PENDING_KEY, None)
-            elif not self.allowed(request.path):
-                if request.path.startswith("/api/"):
-                    body = {"code": "otp_required", "message": "Verify your second factor at /account/2fa/verify/."}
-                    return JsonResponse({"error": {**body, "fields": {}}}, status=403)
-                return HttpResponseRedirect(url_with_next("otp-verify", request.get_full_path()))
-        return self.get_response(request)
+        if not request.user.is_authenticated:
+            return self.get_response(request)
+        session = request.session
+        if is_verified(request):
+            session.pop(SESSION_OTP_PENDING_KEY, None)
+            return self.get_response(request)
+        if session.get(SESSION_OTP_PENDING_KEY):
+            target, allowed = "otp-verify", self.pending_names
+        elif request.principal.needs_otp():
+            target, allowed = ("otp-verify" if user_has_device(request.user) else "otp-enrol"), self.enrol_names
+        else:
+            return self.get_response(request)
+        if self.allowed(request.path, allowed):
+            return self.get_response(request)
+        if request.path.startswith("/api/"):
+            where = reverse(target)
+            body = {"code": "otp_required", "message": f"This session needs its second factor first: see {where}."}
+            return JsonResponse({"error": {**body, "fields": {}}}, status=403)
+        url = url_with_next(target, return_url(request))
+        if request.headers.get("HX-Request"):
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = url
+            return response
+        return HttpResponseRedirect(url)
 
-    def allowed(self, path):
+    @staticmethod
+    def allowed(path, names):
         if path.startswith("/" + settings.STATIC_URL.lstrip("/")):
             return True
-        return path in {reverse(name) for name in self.allowed_names}
+        return path in {reverse(name) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -196,11 +253,63 @@ class OTPPendingMiddleware:
 
 
 def totp_device(user, confirmed=True):
-    return TOTPDevice.objects.devices_for_user(user, confirmed=confirmed).order_by("pk").first()
+    return EncryptedTOTPDevice.objects.devices_for_user(user, confirmed=confirmed).order_by("pk").first()
+
+
+def match_token(user, token):
+    """(device, 0) for the confirmed device that accepts `token` — an app code (6 digits) or a recovery code (consumed
+    on use) — else (None, seconds the device's throttle still refuses codes after wrong ones, 0 if it did not)."""
+    wanted = EncryptedTOTPDevice if token.isdigit() and len(token) == TOTP_DIGITS else RecoveryCodeDevice
+    wait = 0
+    for device in devices_for_user(user):
+        if not isinstance(device, wanted):
+            continue
+        wait = max(wait, device_wait_seconds(device))
+        if not wait and verify_token(user, device.persistent_id, token) is not None:
+            return device, 0
+    return None, wait
+
+
+def check_code(request, token, *, sudo):
+    """Check a second-factor code of the signed-in user under both throttles (ours per user and address, and the
+    device's own back-off); a valid one verifies the session and starts the sudo period. None, or the error."""
+    user, address = request.user, client_ip(request)
+    verdict = throttle.check(throttle.OTP, user.get_username(), address)
+    if not verdict.allowed:
+        audit.record("otp.verify_failed", message=f"refused: {verdict.reason}", **_user_audit_fields(user))
+        return OTP_WAIT.format(wait=seconds_phrase(verdict.wait_seconds))
+    device, wait = match_token(user, token)
+    if device is None and wait:
+        audit.record("otp.verify_failed", message=f"refused: device throttled for {wait} s", **_user_audit_fields(user))
+        return OTP_WAIT.format(wait=seconds_phrase(wait))
+    if device is None:
+        throttle.record_failure(throttle.OTP, user.get_username(), address)
+        audit.record("otp.verify_failed", message="invalid code", **_user_audit_fields(user))
+        return OTP_ERROR
+    throttle.reset(throttle.OTP, user.get_username(), address)
+    mark_verified(request, device)
+    if isinstance(device, RecoveryCodeDevice):
+        what = f"recovery code used, {recovery_codes_left(user)} left"
+    else:
+        what = "authenticator code"
+    audit.record("otp.verify", message=f"{what}{' (sudo)' if sudo else ''}", **_user_audit_fields(user))
+    return None
+
+
+def seconds_phrase(seconds):
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
+def device_wait_seconds(device):
+    """Whole seconds django-otp's throttle of `device` still refuses codes after wrong ones (0: it takes codes)."""
+    allowed, info = device.verify_is_allowed()
+    if allowed or "locked_until" not in info:
+        return 0
+    return max(1, math.ceil((info["locked_until"] - timezone.now()).total_seconds()))
 
 
 def recovery_codes_left(user):
-    return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+    return RecoveryCode.objects.filter(device__user=user, device__confirmed=True).count()
 
 
 def _user_audit_fields(user):
@@ -210,13 +319,13 @@ def _user_audit_fields(user):
 @transaction.atomic
 def regenerate_recovery_codes(user, *, acting_user=None):
     """Replace the user's recovery codes with OTP_RECOVERY_CODE_COUNT new ones; return them (shown once)."""
-    device, _ = StaticDevice.objects.get_or_create(
+    device, _ = RecoveryCodeDevice.objects.get_or_create(
         user=user, name=OTP_RECOVERY_DEVICE_NAME, defaults={"confirmed": True}
     )
-    StaticDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
-    device.token_set.all().delete()
-    codes = [StaticToken.random_token() for _ in range(OTP_RECOVERY_CODE_COUNT)]
-    StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+    RecoveryCodeDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
+    device.codes.all().delete()
+    codes = [new_recovery_code() for _ in range(OTP_RECOVERY_CODE_COUNT)]
+    RecoveryCode.objects.bulk_create(RecoveryCode(device=device, code=code) for code in codes)
     audit.record(
         "otp.recovery_codes",
         actor=acting_user,
@@ -231,7 +340,7 @@ def confirm_totp_device(device, *, acting_user=None):
     """Mark a TOTP device whose first code was valid as confirmed, drop other pending ones, issue recovery codes."""
     device.confirmed = True
     device.save(update_fields=["confirmed"])
-    TOTPDevice.objects.filter(user=device.user, confirmed=False).delete()
+    EncryptedTOTPDevice.objects.filter(user=device.user, confirmed=False).delete()
     audit.record("otp.enrol", actor=acting_user, message="TOTP device confirmed", **_user_audit_fields(device.user))
     return regenerate_recovery_codes(device.user, acting_user=acting_user)
 
@@ -239,8 +348,8 @@ def confirm_totp_device(device, *, acting_user=None):
 @transaction.atomic
 def disable_otp(user, *, acting_user=None):
     """Remove every second-factor device of the user (authenticator and recovery codes)."""
-    TOTPDevice.objects.filter(user=user).delete()
-    StaticDevice.objects.filter(user=user).delete()
+    EncryptedTOTPDevice.objects.filter(user=user).delete()
+    RecoveryCodeDevice.objects.filter(user=user).delete()
     audit.record(
         "otp.disable", actor=acting_user, message="two-factor authentication disabled", **_user_audit_fields(user)
     )

@@ -161,9 +161,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
-    "deliveryhub.middleware.TenantMiddleware",
-    "deliveryhub.otp.OTPPendingMiddleware",  # password accepted, second factor not yet: only the verify page
     "django.contrib.messages.middleware.MessageMiddleware",
+    "deliveryhub.middleware.SessionTimeoutMiddleware",  # signed out after SESSION_IDLE_SECONDS / SESSION_COOKIE_AGE
+    "deliveryhub.middleware.TenantMiddleware",
+    "deliveryhub.otp.SecondFactorMiddleware",  # second factor pending or required by the role: only the 2FA pages
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -213,7 +214,7 @@ CACHES = {
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -226,22 +227,32 @@ SESSION_COOKIE_SECURE = env_bool("DELIVERYHUB_SESSION_COOKIE_SECURE", PRODUCTION
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+# A session ends 12 hours after sign-in whatever happens (absolute), and after 30 minutes without activity (idle;
+# pages polling in the background are not activity). deliveryhub.middleware.SessionTimeoutMiddleware.
 SESSION_COOKIE_AGE = env_int("DELIVERYHUB_SESSION_COOKIE_AGE", 12 * 3600, old=("DELIVERYHUB_SESSION_AGE",))
+SESSION_IDLE_SECONDS = env_int("DELIVERYHUB_SESSION_IDLE_SECONDS", 30 * 60)
 CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if env_bool("DELIVERYHUB_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# Login throttling: failures per account / per client address within the window.
-LOGIN_THROTTLE_WINDOW = env_int("DELIVERYHUB_LOGIN_THROTTLE_WINDOW", 900)  # seconds counted and locked
-LOGIN_THROTTLE_SLOW_AFTER = env_int("DELIVERYHUB_LOGIN_THROTTLE_SLOW_AFTER", 3)  # failures before slowing down
-LOGIN_THROTTLE_LOCK_AFTER = env_int("DELIVERYHUB_LOGIN_THROTTLE_LOCK_AFTER", 10)  # failures before refusing
-LOGIN_THROTTLE_DELAY = env_float("DELIVERYHUB_LOGIN_THROTTLE_DELAY", 1.0)  # seconds per extra failure
+# Sign-in, second-factor and SMTP AUTH throttling (deliveryhub/throttle.py): failures in the window make the next
+# attempt wait, DELAY seconds doubling per further failure up to MAX_DELAY; a client that has not failed never waits.
+LOGIN_THROTTLE_WINDOW = env_int("DELIVERYHUB_LOGIN_THROTTLE_WINDOW", 900)  # seconds failures are remembered
+LOGIN_THROTTLE_SLOW_AFTER = env_int("DELIVERYHUB_LOGIN_THROTTLE_SLOW_AFTER", 3)  # per (account, address)
+LOGIN_THROTTLE_ADDRESS_SLOW_AFTER = env_int("DELIVERYHUB_LOGIN_THROTTLE_ADDRESS_SLOW_AFTER", 10)  # per address
+LOGIN_THROTTLE_ACCOUNT_SLOW_AFTER = env_int("DELIVERYHUB_LOGIN_THROTTLE_ACCOUNT_SLOW_AFTER", 10)  # per account (*)
+LOGIN_THROTTLE_DELAY = env_float("DELIVERYHUB_LOGIN_THROTTLE_DELAY", 1.0)  # first wait, seconds
+LOGIN_THROTTLE_MAX_DELAY = env_float("DELIVERYHUB_LOGIN_THROTTLE_MAX_DELAY", 900)  # longest wait, seconds
+# (*) holds back only addresses that have failed for that account themselves.
 
 OTP_TOTP_ISSUER = env_str("DELIVERYHUB_OTP_TOTP_ISSUER", "DeliveryHub", old=("DELIVERYHUB_OTP_ISSUER",))
-# A fresh OTP check (sudo mode) is valid this long for sensitive actions.
-OTP_SUDO_SECONDS = env_int("DELIVERYHUB_OTP_SUDO_SECONDS", 900)
+# A fresh OTP check (sudo mode) is valid this long for sensitive actions (keys, role changes, 2FA changes).
+OTP_SUDO_SECONDS = env_int("DELIVERYHUB_OTP_SUDO_SECONDS", 300)
+# After a wrong code, the next check of that device waits this many seconds, doubling per wrong code (django-otp).
+OTP_TOTP_THROTTLE_FACTOR = env_float("DELIVERYHUB_OTP_TOTP_THROTTLE_FACTOR", 1.0)
+OTP_STATIC_THROTTLE_FACTOR = env_float("DELIVERYHUB_OTP_STATIC_THROTTLE_FACTOR", 1.0)  # the same for recovery codes
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

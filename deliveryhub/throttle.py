@@ -1,30 +1,38 @@
 """
-Throttling of sign-in and second-factor attempts, counted in the `LoginFailure` table.
+Throttling of password sign-ins, second-factor checks and SMTP AUTH, counted in the `LoginFailure` table.
 
-Failures are counted per account and per client address over the last `LOGIN_THROTTLE_WINDOW`
-seconds. From `LOGIN_THROTTLE_SLOW_AFTER` failures on, each attempt is slowed down by
-`LOGIN_THROTTLE_DELAY` seconds per extra failure (at most `LOGIN_THROTTLE_MAX_SLEEP`); from
-`LOGIN_THROTTLE_LOCK_AFTER` failures on, attempts are refused outright, even with the right
-password, until enough failures have left the window. Refused attempts are not counted again, so
-a lock lasts at most one window after the last failure.
+Failures within the last `LOGIN_THROTTLE_WINDOW` seconds are counted three ways, and each count past its
+threshold makes the next attempt wait, the wait doubling with every further failure (`LOGIN_THROTTLE_DELAY`
+seconds first, at most `LOGIN_THROTTLE_MAX_DELAY`), counted from the last failure:
 
-Each kind of attempt has a scope: password sign-ins count under the typed user name, second-factor
-checks under "otp:<user name>". A client address counts every failure it made, whatever the scope.
+- per (account, client address), after `LOGIN_THROTTLE_SLOW_AFTER` failures: someone guessing one password;
+- per client address, after `LOGIN_THROTTLE_ADDRESS_SLOW_AFTER` failures whatever the account: password spraying;
+- per account, after `LOGIN_THROTTLE_ACCOUNT_SLOW_AFTER` failures from anywhere: a distributed guess. This one
+  holds back only addresses that have themselves failed for the account.
+
+So a client that has not been failing is never refused: ten wrong passwords from elsewhere do not lock an
+account out (the denial of service a per-account lock would be). An attempt made while it must wait is
+refused without checking the password, and is not counted again.
+
+Scopes keep the kinds apart: password sign-ins count under the typed user name, second-factor checks under
+"otp:<user name>", SMTP AUTH under "smtp:<user name>". A client address counts every failure it made,
+whatever the scope.
 """
 
 import ipaddress
-import time
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from .constants import LOGIN_THROTTLE_MAX_SLEEP
 from .models import LoginFailure
 
 LOGIN = "login"
 OTP = "otp"
+SMTP = "smtp"
 
 USERNAME_MAX_LENGTH = LoginFailure._meta.get_field("username").max_length
 
@@ -47,41 +55,65 @@ def window_start(now=None):
     return (now or timezone.now()) - timedelta(seconds=settings.LOGIN_THROTTLE_WINDOW)
 
 
+def backoff(failures, threshold):
+    """Seconds to wait after `failures` failures when waits start at `threshold`: 0, then DELAY doubling, capped."""
+    if failures < threshold:
+        return 0.0
+    return min(settings.LOGIN_THROTTLE_DELAY * 2 ** (failures - threshold), settings.LOGIN_THROTTLE_MAX_DELAY)
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """What the counts say about the next attempt: refused (`locked`, with a reason) and/or slowed (`delay`)."""
+    """What the counts say about the next attempt: go ahead, or wait `wait` more seconds (`reason` says why)."""
 
-    account_failures: int
-    address_failures: int
-    locked: bool
+    pair_failures: int  # this account from this address
+    address_failures: int  # this address, any account
+    account_failures: int  # this account, any address
+    wait: float
     reason: str
-    delay: float
+
+    @property
+    def allowed(self):
+        return self.wait <= 0
+
+    @property
+    def wait_seconds(self):
+        """The wait as people read it: whole seconds, at least 1 when refused."""
+        return max(1, math.ceil(self.wait)) if not self.allowed else 0
 
 
-def check(scope, username, client_ip):
-    """Count recent failures of this account and address and decide whether the next attempt may go ahead."""
-    client_ip = valid_ip(client_ip)
-    recent = LoginFailure.objects.filter(time__gte=window_start())
-    account = recent.filter(username=account_key(scope, username)).count()
-    address = recent.filter(client_ip=client_ip).count() if client_ip else 0
-    lock_after = settings.LOGIN_THROTTLE_LOCK_AFTER
-    if account >= lock_after:
-        reason = f"{account} failures for this account in the last {settings.LOGIN_THROTTLE_WINDOW} s"
-    elif address >= lock_after:
-        reason = f"{address} failures from {client_ip} in the last {settings.LOGIN_THROTTLE_WINDOW} s"
-    else:
-        reason = ""
-    extra = max(account, address) - settings.LOGIN_THROTTLE_SLOW_AFTER + 1
-    delay = min(settings.LOGIN_THROTTLE_DELAY * extra, LOGIN_THROTTLE_MAX_SLEEP) if extra > 0 else 0.0
-    return Verdict(account, address, bool(reason), reason, max(delay, 0.0))
-
-
-def admit(scope, username, client_ip):
-    """Slow down if the counts say so, then return the verdict; the caller refuses the attempt if `locked`."""
-    verdict = check(scope, username, client_ip)
-    if verdict.delay > 0 and not verdict.locked:
-        time.sleep(verdict.delay)
-    return verdict
+def check(scope, username, client_ip, *, now=None):
+    """Count recent failures of this account and address (one query) and say whether an attempt may go ahead now."""
+    now = now or timezone.now()
+    key, client_ip = account_key(scope, username), valid_ip(client_ip)
+    mine = Q(username=key)
+    here = Q(client_ip=client_ip) if client_ip else Q(client_ip__isnull=True)
+    pair = mine & here
+    counts = LoginFailure.objects.filter(mine | here, time__gte=window_start(now)).aggregate(
+        pair=Count("pk", filter=pair),
+        pair_last=Max("time", filter=pair),
+        address=Count("pk", filter=here),
+        address_last=Max("time", filter=here),
+        account=Count("pk", filter=mine),
+        account_last=Max("time", filter=mine),
+    )
+    window = settings.LOGIN_THROTTLE_WINDOW
+    rules = [(counts["pair"], counts["pair_last"], settings.LOGIN_THROTTLE_SLOW_AFTER, "for this account from here")]
+    if client_ip:  # failures without a known address are not one client's
+        rules.append(
+            (counts["address"], counts["address_last"], settings.LOGIN_THROTTLE_ADDRESS_SLOW_AFTER, f"from {client_ip}")
+        )
+    if counts["pair"]:  # an account under attack holds back only the addresses that failed for it
+        rules.append((counts["account"], counts["account_last"], settings.LOGIN_THROTTLE_ACCOUNT_SLOW_AFTER,
+                      "for this account from any address"))  # fmt: skip
+    wait, reason = 0.0, ""
+    for failures, last, threshold, where in rules:
+        if not failures or last is None:
+            continue
+        remaining = backoff(failures, threshold) - (now - last).total_seconds()
+        if remaining > wait:
+            wait, reason = remaining, f"{failures} failures {where} in the last {window} s"
+    return Verdict(counts["pair"], counts["address"] if client_ip else 0, counts["account"], wait, reason)
 
 
 def record_failure(scope, username, client_ip):
@@ -90,6 +122,8 @@ def record_failure(scope, username, client_ip):
     return LoginFailure.objects.create(username=account_key(scope, username), client_ip=valid_ip(client_ip))
 
 
-def reset(scope, username):
-    """Forget this account's failures after a success (the address keeps the failures it made elsewhere)."""
-    LoginFailure.objects.filter(username=account_key(scope, username)).delete()
+def reset(scope, username, client_ip):
+    """After a success, forget this account's failures from this address (those from elsewhere still count)."""
+    client_ip = valid_ip(client_ip)
+    here = Q(client_ip=client_ip) if client_ip else Q(client_ip__isnull=True)
+    LoginFailure.objects.filter(here, username=account_key(scope, username)).delete()

@@ -30,7 +30,7 @@ from .constants import SESSION_TENANT_KEY
 from .filtersets import AuditEntryFilterSet
 from .forms import ApiKeyForm, MemberAddForm, MemberRoleForm, role_choices
 from .models import ApiKey, AuditEntry, Job, Membership, Tenant
-from .otp import otp_required_for_change, safe_next, sudo_required
+from .otp import otp_required, otp_required_for_change, safe_next, sudo_required
 
 AUDIT_PAGE_SIZE = 50  # audit entries per page
 DASHBOARD_AUDIT_ENTRIES = 10  # latest audit entries on the dashboard
@@ -184,6 +184,7 @@ def _render_apikeys(request, form=None, status=200):
 @tenant_required
 @require_GET
 @requires(Area.ACCESS, Action.VIEW)
+@otp_required  # owners, admins, superusers read who has access only from a verified session
 def apikey_list(request):
     return _render_apikeys(request)
 
@@ -254,6 +255,7 @@ def _render_members(request, add_form=None, status=200):
 @tenant_required
 @require_GET
 @requires(Area.ACCESS, Action.VIEW)
+@otp_required  # owners, admins, superusers read who has access only from a verified session
 def member_list(request):
     return _render_members(request)
 
@@ -263,6 +265,7 @@ def member_list(request):
 @require_POST
 @requires(Area.ACCESS, Action.ADD)
 @otp_required_for_change
+@sudo_required  # grants a role: a fresh code, like creating a key
 def member_add(request):
     form = MemberAddForm(request.POST, principal=request.principal, tenant=request.tenant)
     if form.is_valid():
@@ -290,6 +293,7 @@ def _member(request, pk, action):
 @require_POST
 @requires(Area.ACCESS, Action.CHANGE)
 @otp_required_for_change
+@sudo_required  # a role up or down: a fresh code, like creating a key
 def member_change_role(request, pk):
     membership = _member(request, pk, Action.CHANGE)
     form = MemberRoleForm(request.POST)
@@ -330,6 +334,7 @@ def member_remove(request, pk):
 @tenant_required
 @require_GET
 @requires(Area.AUDIT, Action.VIEW)
+@otp_required  # owners, admins, superusers read the audit log only from a verified session
 def audit_log(request):
     """The current tenant's audit entries, filtered with the API's filterset, newest first."""
     entries = AuditEntry.objects.restrict(request.principal, Action.VIEW).for_tenant(request.tenant)

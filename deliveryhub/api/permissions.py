@@ -2,8 +2,12 @@
 
 from rest_framework import exceptions, permissions
 
-from ..choices import Action
+from ..choices import Action, Area
+from ..otp import sudo_is_fresh
 from ..permissions import Principal
+
+# Reading these areas (API keys, members, SMTP logins; the audit log) needs a verified session, like changes do.
+OTP_READ_AREAS = frozenset({Area.ACCESS, Area.AUDIT})
 
 METHOD_ACTIONS = {
     "GET": Action.VIEW,
@@ -41,9 +45,10 @@ class RolePermission(permissions.BasePermission):
         principal = Principal.of(request.user)
         if not principal.is_authenticated:
             return False
-        if request.method not in permissions.SAFE_METHODS and not otp_satisfied(request, principal):
-            raise OTPRequired()
         area = view.get_permission_area()
+        needs_otp = request.method not in permissions.SAFE_METHODS or area in OTP_READ_AREAS
+        if needs_otp and not otp_satisfied(request, principal):
+            raise OTPRequired()
         action = required_action(view, request)
         if principal.is_platform:
             return principal.allows(None, area, action)
@@ -57,15 +62,32 @@ class RolePermission(permissions.BasePermission):
     def has_object_permission(self, request, view, obj):
         principal = Principal.of(request.user)
         tenant_id = getattr(obj, "tenant_id", None)  # a Tenant's tenant_id is itself
+        area = view.get_permission_area()
         # The object's tenant may not be the session's current one: an admin there needs OTP all the same.
-        if request.method not in permissions.SAFE_METHODS and not otp_satisfied(request, principal, tenant_id):
+        needs_otp = request.method not in permissions.SAFE_METHODS or area in OTP_READ_AREAS
+        if needs_otp and not otp_satisfied(request, principal, tenant_id):
             raise OTPRequired()
-        return principal.allows(tenant_id, view.get_permission_area(), required_action(view, request))
+        return principal.allows(tenant_id, area, required_action(view, request))
 
 
 class OTPRequired(exceptions.PermissionDenied):
-    default_detail = "This change needs a session verified with your second factor (TOTP): verify at /account/2fa/."
+    default_detail = "This needs a session verified with your second factor (TOTP): verify at /account/2fa/."
     default_code = "otp_required"
+
+
+class SudoRequired(exceptions.PermissionDenied):
+    default_detail = (
+        "This needs a fresh code from your authenticator app (sudo mode): confirm at /account/2fa/sudo/, "
+        "then retry within the sudo window."
+    )
+    default_code = "otp_sudo_required"
+
+
+def require_fresh_second_factor(request):
+    """A session (not an API key) acting on a sensitive verb must have entered a code within OTP_SUDO_SECONDS."""
+    principal = Principal.of(request.user)
+    if principal.user is not None and not sudo_is_fresh(request):
+        raise SudoRequired()
 
 
 def otp_satisfied(request, principal, tenant_id=None):

@@ -36,6 +36,7 @@ class MembershipViewSet(TenantModelViewSet):
     queryset = Membership.objects.select_related("user", "tenant")
     serializer_class = MembershipSerializer
     filterset_class = MembershipFilterSet
+    sudo_actions = frozenset({"create", "update", "partial_update"})  # granting a role, up or down
 
     def perform_destroy(self, instance):
         services.remove_member(instance, acting_user=self.request.user)
@@ -47,6 +48,7 @@ class ApiKeyViewSet(CreateListRetrieveDestroyViewSet):
     queryset = ApiKey.objects.select_related("tenant")
     serializer_class = ApiKeySerializer
     filterset_class = ApiKeyFilterSet
+    sudo_actions = frozenset({"create"})
 
     def perform_create(self, serializer):
         serializer.save(tenant=self.request_tenant())

@@ -12,6 +12,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 
 from ..choices import Action
 from ..permissions import Principal
+from .permissions import require_fresh_second_factor
 
 
 class BaseViewSetMixin:
@@ -19,6 +20,12 @@ class BaseViewSetMixin:
 
     permission_area = None  # defaults to the model's
     permission_action = None  # an @action may set its own: @action(..., permission_action="export")
+    sudo_actions = frozenset()  # actions a session may take only with a fresh second-factor code (keys are exempt)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if self.action in self.sudo_actions:
+            require_fresh_second_factor(request)
 
     def get_permission_area(self):
         return self.permission_area or self.queryset.model.permission_area

@@ -9,12 +9,12 @@ Each also has an API key acting with that role (`alice_key`, `bob_key`, `charlie
 
 from django.test import TestCase
 from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.oath import totp
 from rest_framework.test import APIClient
 
 from deliveryhub import services
 from deliveryhub.choices import Role
-from deliveryhub.models import AuditEntry
+from deliveryhub.models import AuditEntry, EncryptedTOTPDevice
 
 PASSWORD = "correct horse battery staple 9"
 
@@ -23,9 +23,15 @@ def make_user(email, tenant=None, role=Role.VIEWER, **kwargs):
     return services.create_user(email, tenant=tenant, role=role, password=PASSWORD, **kwargs)
 
 
+def app_code(device, steps=0):
+    """The code an authenticator app shows for `device` now (or `steps` periods later)."""
+    code = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=steps)
+    return f"{code:0{device.digits}d}"
+
+
 def login_verified(client, user):
     """Sign `user` in with a confirmed TOTP device, as if they had just entered a valid code."""
-    device, _ = TOTPDevice.objects.get_or_create(user=user, name="test", defaults={"confirmed": True})
+    device, _ = EncryptedTOTPDevice.objects.get_or_create(user=user, name="test", defaults={"confirmed": True})
     client.force_login(user)
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id

@@ -7,7 +7,9 @@ STARTTLS and checks `SmtpCredential`s; the message goes through the same `accept
 and the `250` is sent only after the database committed. Without AUTH, RCPT is refused with 5.7.1 (no
 open relay) unless the recipient is one of our VERP bounce addresses, whose mail is read as a report:
 a DSN (RFC 3464) marks the message bounced, an ARF complaint (RFC 5965) marks it complained and
-suppresses the recipient.
+suppresses the recipient. AUTH failures go through the sign-in throttle (`deliveryhub.throttle`, per client
+address and per user name): while a client must wait, AUTH answers `454 4.7.0 … try again in N seconds`
+without checking the password; a client that has not been failing is never held back.
 
 SMTP smuggling: aiosmtpd 1.4.6 ends DATA only at <CR><LF>.<CR><LF> and splits lines only at CRLF, so a
 bare-LF variant (<LF>.<CR><LF>, <LF>.<LF>, <CR>.<CR>) never ends a message early — but it would stay in
@@ -29,6 +31,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import close_old_connections
+
+from deliveryhub import throttle
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +109,21 @@ def self_signed(directory, hostname):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _authenticate(username, password):
+def _authenticate(username, password, client_ip):
+    """(identity, 0) for a valid login, (None, 0) for a wrong one, (None, seconds to wait) while throttled: the
+    throttle of sign-ins (per client address, per username) also counts SMTP AUTH failures."""
     from ..services import authenticate_smtp
 
+    verdict = throttle.check(throttle.SMTP, username, client_ip)
+    if not verdict.allowed:
+        logger.warning("SMTP AUTH refused for %r from %s: %s", username, client_ip, verdict.reason)
+        return None, verdict.wait_seconds
     credential = authenticate_smtp(username, password)
-    return None if credential is None else (credential.pk, credential.tenant_id, credential.username)
+    if credential is None:
+        throttle.record_failure(throttle.SMTP, username, client_ip)
+        return None, 0
+    throttle.reset(throttle.SMTP, username, client_ip)
+    return (credential.pk, credential.tenant_id, credential.username), 0
 
 
 def _is_report_address(address):
@@ -227,11 +241,15 @@ class SubmissionSMTP(SMTP):
         credentials = result.auth_data.login
         username = credentials.login.decode("utf-8", errors="replace")
         password = credentials.password.decode("utf-8", errors="replace")
+        client_ip = self.session.peer[0] if isinstance(self.session.peer, tuple) else None
         try:
-            identity = await _db(_authenticate, username, password)
+            identity, wait = await _db(_authenticate, username, password, client_ip)
         except Exception:
             logger.exception("Checking SMTP credentials of %r failed", username)
             return AuthResult(success=False, handled=False, message="454 4.7.0 Temporary authentication failure")
+        if wait:
+            message = f"454 4.7.0 Too many failed authentications: try again in {wait} seconds"
+            return AuthResult(success=False, handled=False, message=message)
         if identity is None:
             logger.info("SMTP AUTH failed for %r from %s", username, self.session.peer)
             return AuthResult(success=False, handled=False)

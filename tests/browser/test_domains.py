@@ -12,10 +12,10 @@ import unittest
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from django.test import override_settings
 from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from deliveryhub import services as core
 from deliveryhub.choices import Role
+from deliveryhub.models import EncryptedTOTPDevice
 from deliveryhub.testing.cases import PASSWORD, make_user
 from deliveryhub.testing.dns import DNSServer
 from domains import services
@@ -60,7 +60,7 @@ class DomainPagesTest(StaticLiveServerTestCase):
     def setUp(self):
         self.tenant = core.create_tenant("acme", "Acme Mail")
         self.user = make_user("alice@acme.test", self.tenant, Role.ADMIN)
-        self.device = TOTPDevice.objects.create(user=self.user, name="phone", confirmed=True)
+        self.device = EncryptedTOTPDevice.objects.create(user=self.user, name="phone", confirmed=True)
         node = make_node("node-1")
         ips = [make_ip(a, node, ehlo=f"mta{n}.acme.test") for n, a in enumerate(("203.0.113.7", "2001:db8::25"), 1)]
         make_pool("shared", all_tenants=True, members=[(ip, 100) for ip in ips])
@@ -100,7 +100,7 @@ class DomainPagesTest(StaticLiveServerTestCase):
         page.fill("input[name=username]", "alice@acme.test")
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
-        device = TOTPDevice.objects.get(pk=self.device.pk)
+        device = EncryptedTOTPDevice.objects.get(pk=self.device.pk)
         page.fill("input[name=token]", f"{totp(device.bin_key, step=device.step, t0=device.t0):06d}")
         page.click("form button[type=submit] >> text=Verify")
         expect(page).to_have_url(re.compile(r"/domains/$"))

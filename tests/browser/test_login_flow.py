@@ -12,10 +12,10 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from deliveryhub import audit, services
 from deliveryhub.choices import Role
+from deliveryhub.models import EncryptedTOTPDevice
 from deliveryhub.testing.cases import PASSWORD, make_user
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,7 +66,7 @@ class LoginFlowTest(StaticLiveServerTestCase):
             audit.record(
                 "dkim.rotate", tenant=self.tenant, object_type="domains.sendingdomain", object_repr="acme.test"
             )
-        self.device = TOTPDevice.objects.create(user=self.user, name="phone", confirmed=True)
+        self.device = EncryptedTOTPDevice.objects.create(user=self.user, name="phone", confirmed=True)
         self.page = self.browser.new_page(viewport=VIEWPORT)
         self.page.set_default_timeout(TIMEOUT_MS)
         self.external_requests = []
@@ -80,7 +80,7 @@ class LoginFlowTest(StaticLiveServerTestCase):
             self.external_requests.append(request.url)
 
     def current_code(self):
-        device = TOTPDevice.objects.get(pk=self.device.pk)
+        device = EncryptedTOTPDevice.objects.get(pk=self.device.pk)
         return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):0{device.digits}d}"
 
     def screenshot(self, name):
@@ -139,4 +139,35 @@ class LoginFlowTest(StaticLiveServerTestCase):
         expect(page.locator("#member-table")).to_contain_text("bob@acme.test")
         self.screenshot("members.png")
 
+        self.assertEqual(self.external_requests, [])
+
+    def test_first_sign_in_of_an_admin_enrols_2fa_first_including_one_wrong_code(self):
+        newcomer = make_user("nora@acme.test", self.tenant, Role.ADMIN)  # no device yet
+        page = self.page
+        page.goto(self.live_server_url + "/settings/members/")
+        page.fill("input[name=username]", "nora@acme.test")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+
+        # An admin sets up 2FA before any page (and so before filling in any form), and is told why.
+        expect(page).to_have_url(re.compile(r"/account/2fa/\?next=%2Fsettings%2Fmembers%2F$"))
+        expect(page.locator("#otp-why")).to_contain_text("Your role (admin) needs two-factor authentication")
+        device = EncryptedTOTPDevice.objects.get(user=newcomer, confirmed=False)
+        code = f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):0{device.digits}d}"
+        page.fill("input[name=token]", "000000" if code != "000000" else "111111")
+        page.click("form button[type=submit] >> text=Confirm and turn on")
+        expect(page.locator(".invalid-feedback")).to_contain_text("Check the time on your phone")
+        self.screenshot("2fa-enrol-wrong-code.png")
+
+        page.fill("input[name=token]", code)  # the right code at once: django-otp's back-off says how long to wait
+        page.click("form button[type=submit] >> text=Confirm and turn on")
+        expect(page.locator(".invalid-feedback")).to_contain_text("Too many wrong codes: wait 1 second")
+        page.wait_for_timeout(1100)
+        page.fill("input[name=token]", code)
+        page.click("form button[type=submit] >> text=Confirm and turn on")
+
+        expect(page.locator("#recovery-codes li")).to_have_count(10)
+        page.click("text=I have saved them, continue")
+        expect(page).to_have_url(re.compile(r"/settings/members/$"))
+        expect(page.locator("#member-table")).to_contain_text("nora@acme.test")
         self.assertEqual(self.external_requests, [])

@@ -1,6 +1,7 @@
 """Adversarial checks of the core's promises: tenant isolation, roles, OTP, API keys, audit, API errors."""
 
 import json
+import time
 from unittest import mock
 
 from django.contrib.auth import get_user_model
@@ -10,6 +11,7 @@ from django.test import Client, override_settings
 
 from deliveryhub import services
 from deliveryhub.choices import Role
+from deliveryhub.constants import SESSION_OTP_SUDO_KEY
 from deliveryhub.models import ApiKey, AuditEntry, Membership, Tenant
 from deliveryhub.services import authenticate_api_key
 from deliveryhub.testing.cases import TenantTestCase, login_verified, make_user
@@ -64,6 +66,14 @@ class OTPAcrossTenantsTest(TenantTestCase):
         self.assertEqual(membership.role, Role.VIEWER)
 
         verified = session_in(self.alice, self.tenant_b, verified=True)
+        response = verified.patch(
+            f"/api/v1/memberships/{membership.pk}/", json.dumps({"role": "marketer"}), content_type="application/json"
+        )
+        self.assertEqual(response.status_code, 403, response.content)  # a role change needs a fresh code too
+        self.assertEqual(response.json()["error"]["code"], "otp_sudo_required")
+        session = verified.session
+        session[SESSION_OTP_SUDO_KEY] = time.time()
+        session.save()
         response = verified.patch(
             f"/api/v1/memberships/{membership.pk}/", json.dumps({"role": "marketer"}), content_type="application/json"
         )

@@ -14,7 +14,7 @@ from deliveryhub import audit, services
 from deliveryhub.choices import JobStatus, Role
 from deliveryhub.constants import SESSION_OTP_SUDO_KEY, SESSION_TENANT_KEY
 from deliveryhub.models import ApiKey, AuditEntry, Job, Membership
-from deliveryhub.testing.cases import PASSWORD, TenantTestCase, login_verified, make_user
+from deliveryhub.testing.cases import PASSWORD, TenantTestCase, app_code, login_verified, make_user
 
 NONCE = re.compile(r'name="nonce" value="([^"]+)"')
 
@@ -38,7 +38,7 @@ class UITestCase(TenantTestCase):
 
 class PagesTest(UITestCase):
     def test_pages_render_for_alice(self):
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         for name in ("dashboard", "settings", "apikey-list", "member-list", "audit-log"):
             with self.subTest(name=name):
                 response = self.client.get(reverse(name))
@@ -54,11 +54,22 @@ class PagesTest(UITestCase):
         self.assertEqual(response.status_code, 302)
         self.assertTrue(response["Location"].startswith(reverse("login")))
 
-    def test_dashboard_prompts_for_2fa_until_a_device_exists(self):
-        self.client.force_login(self.alice)
-        self.assertContains(self.client.get(reverse("dashboard")), 'id="setup-2fa"')
-        login_verified(self.client, self.alice)
-        self.assertNotContains(self.client.get(reverse("dashboard")), 'id="setup-2fa"')
+    def test_dashboard_prompts_for_2fa_until_a_device_exists_saying_what_applies_to_the_role(self):
+        for role in (Role.MARKETER, Role.COMPLIANCE, Role.VIEWER):
+            with self.subTest(role=role):
+                user = make_user(f"{role}@a.test", self.tenant_a, role)
+                self.client.force_login(user)
+                banner = self.client.get(reverse("dashboard"))
+                self.assertContains(banner, 'id="setup-2fa"')
+                self.assertContains(banner, f"It is optional for your role ({role})")
+                self.assertNotContains(banner, "Owners and admins need it")
+                enrol = self.client.get(reverse("otp-enrol"))
+                self.assertContains(enrol, f"optional for your role ({role})")
+                login_verified(self.client, user)
+                self.assertNotContains(self.client.get(reverse("dashboard")), 'id="setup-2fa"')
+        self.client.force_login(self.alice)  # an admin: the panel waits until 2FA is set up, and says why
+        self.assertRedirects(self.client.get(reverse("dashboard")), "/account/2fa/?next=%2F")
+        self.assertContains(self.client.get(reverse("otp-enrol")), "Your role (admin) needs two-factor authentication")
 
     def test_viewer_sees_dashboard_without_access_or_audit_cards(self):
         self.client.force_login(self.bob)
@@ -86,14 +97,14 @@ class PagesTest(UITestCase):
 class TenantSwitcherTest(UITestCase):
     def test_switch_to_a_tenant_of_mine(self):
         services.add_member(self.tenant_b, self.alice, Role.VIEWER)
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         response = self.client.post(reverse("switch-tenant"), {"tenant": self.tenant_b.pk, "next": "/settings/"})
         self.assertRedirects(response, "/settings/", fetch_redirect_response=False)
         self.assertEqual(self.client.session[SESSION_TENANT_KEY], self.tenant_b.pk)
         self.assertContains(self.client.get(reverse("dashboard")), "Tenant B")
 
     def test_switch_refuses_a_tenant_i_am_not_member_of(self):
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         before = AuditEntry.objects.count()
         response = self.client.post(reverse("switch-tenant"), {"tenant": self.tenant_b.pk})
         self.assertEqual(response.status_code, 404)
@@ -102,13 +113,13 @@ class TenantSwitcherTest(UITestCase):
         self.assertNotContains(self.client.get(reverse("dashboard")), "Tenant B")
 
     def test_switch_ignores_an_external_next(self):
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         data = {"tenant": self.tenant_a.pk, "next": "https://evil.test/"}
         response = self.client.post(reverse("switch-tenant"), data)
         self.assertRedirects(response, reverse("dashboard"), fetch_redirect_response=False)
 
     def test_switch_is_post_only(self):
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         self.assertEqual(self.client.get(reverse("switch-tenant")).status_code, 405)
 
 
@@ -150,14 +161,29 @@ class ApiKeyPagesTest(UITestCase):
         self.assertEqual(response.status_code, 400)
         self.assertFalse(ApiKey.objects.filter(name="ci").exists())
 
-    def test_creation_needs_a_verified_session_and_a_fresh_code(self):
+    def test_creation_needs_a_verified_session_and_a_fresh_code_and_keeps_the_form(self):
         self.client.force_login(self.alice)  # password only, no device
         response = self.client.post(reverse("apikey-create"), self.key_data("x"))
         self.assertTrue(response["Location"].startswith(reverse("otp-enrol")))
-        login_verified(self.client, self.alice)  # verified, but no fresh code (sudo)
-        response = self.client.post(reverse("apikey-create"), self.key_data(self.key_form_nonce()))
-        self.assertTrue(response["Location"].startswith(reverse("otp-sudo")))
-        self.assertFalse(ApiKey.objects.filter(name="ci").exists())
+        device = login_verified(self.client, self.alice)  # verified, but no fresh code (sudo)
+        data = self.key_data(self.key_form_nonce(), name="filled in before the code", allowed_networks="192.0.2.0/24")
+        response = self.client.post(reverse("apikey-create"), data)
+        # The code is asked for on the spot, and the form's fields travel with it (hidden), not lost in a redirect.
+        self.assertContains(response, "Confirm it is you")
+        self.assertContains(response, f'action="{reverse("apikey-create")}"')
+        self.assertContains(response, 'type="hidden" name="name" value="filled in before the code"')
+        self.assertContains(response, 'type="hidden" name="allowed_networks" value="192.0.2.0/24"')
+        self.assertEqual(response["Cache-Control"], "no-store")
+        self.assertFalse(ApiKey.objects.filter(name=data["name"]).exists())
+        wrong_code = "000000" if app_code(device) != "000000" else "111111"
+        wrong = self.client.post(reverse("apikey-create"), {**data, "sudo_code": wrong_code})
+        self.assertContains(wrong, "Invalid code.", status_code=403)
+        self.assertContains(wrong, 'type="hidden" name="name" value="filled in before the code"', status_code=403)
+        device.throttle_reset()  # django-otp's back-off after the wrong code (tested in test_auth)
+        response = self.client.post(reverse("apikey-create"), {**data, "sudo_code": app_code(device)})
+        self.assertContains(response, 'id="raw-key"')
+        key = ApiKey.objects.get(name="filled in before the code")
+        self.assertEqual(key.allowed_networks, ["192.0.2.0/24"])
 
     def test_viewer_gets_403(self):
         self.client.force_login(self.bob)
@@ -197,7 +223,7 @@ class ApiKeyPagesTest(UITestCase):
 
 class MemberPagesTest(UITestCase):
     def test_add_change_and_remove_a_member(self):
-        login_verified(self.client, self.alice)
+        self.login_sudo(self.alice)
         response = self.client.post(
             reverse("member-add"), {"email": "Dora@A.test", "role": Role.MARKETER, "password": PASSWORD}
         )
@@ -218,7 +244,7 @@ class MemberPagesTest(UITestCase):
         self.assertTrue(AuditEntry.objects.filter(action="delete", object_type="deliveryhub.membership").exists())
 
     def test_adding_an_existing_member_is_a_form_error(self):
-        login_verified(self.client, self.alice)
+        self.login_sudo(self.alice)
         response = self.client.post(reverse("member-add"), {"email": "bob@a.test", "role": Role.ADMIN})
         self.assertContains(response, "already a member", status_code=400)
         self.assertEqual(Membership.objects.get(user=self.bob, tenant=self.tenant_a).role, Role.VIEWER)
@@ -235,7 +261,7 @@ class MemberPagesTest(UITestCase):
         self.assertEqual(bobs.role, Role.VIEWER)
 
     def test_other_tenants_member_is_404(self):
-        login_verified(self.client, self.alice)
+        self.login_sudo(self.alice)
         charlies = Membership.objects.get(user=self.charlie)
         self.assertEqual(self.client.post(reverse("member-remove", args=[charlies.pk])).status_code, 404)
         response = self.client.post(reverse("member-role", args=[charlies.pk]), {"role": "viewer"})
@@ -252,7 +278,7 @@ class MemberPagesTest(UITestCase):
 
     def test_admin_cannot_grant_or_revoke_the_owner_role(self):
         owner = make_user("olga@a.test", self.tenant_a, Role.OWNER)
-        login_verified(self.client, self.alice)
+        self.login_sudo(self.alice)
         page = self.client.get(reverse("member-list"))
         self.assertNotContains(page, 'value="owner"')  # neither offered nor editable for an admin
         self.assertNotContains(page, reverse("member-remove", args=[Membership.objects.get(user=owner).pk]))
@@ -270,7 +296,7 @@ class MemberPagesTest(UITestCase):
     def test_last_owner_cannot_be_removed_or_demoted(self):
         owner = make_user("olga@a.test", self.tenant_a, Role.OWNER)
         olgas = Membership.objects.get(user=owner)
-        login_verified(self.client, owner)
+        self.login_sudo(owner)
         response = self.client.post(reverse("member-role", args=[olgas.pk]), {"role": Role.ADMIN}, follow=True)
         self.assertContains(response, "Cannot demote the last owner")
         response = self.client.post(reverse("member-remove", args=[olgas.pk]), follow=True)
@@ -307,7 +333,7 @@ class AuditLogPageTest(UITestCase):
     def test_shows_own_tenant_only_and_filters(self):
         audit.record("test.marker", tenant=self.tenant_a, object_repr="visible-a", object_type="test.thing")
         audit.record("test.marker", tenant=self.tenant_b, object_repr="secret-b", object_type="test.thing")
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         response = self.client.get(reverse("audit-log"))
         self.assertContains(response, "visible-a")
         self.assertNotContains(response, "secret-b")
@@ -323,7 +349,7 @@ class AuditLogPageTest(UITestCase):
             audit.record("test.marker", tenant=self.tenant_a, object_repr="marker-first")
         with audit.audit_context(request_id="req-two-12345"):
             audit.record("test.marker", tenant=self.tenant_a, object_repr="marker-second")
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         response = self.client.get(reverse("audit-log"))
         self.assertContains(response, 'href="?request_id=req-one-12345"')
         response = self.client.get(reverse("audit-log"), {"request_id": "req-one-12345"})
@@ -333,7 +359,7 @@ class AuditLogPageTest(UITestCase):
     def test_paginated_by_50(self):
         for i in range(55):
             audit.record("test.bulk", tenant=self.tenant_a, object_repr=f"row-{i}")
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         response = self.client.get(reverse("audit-log"), {"action": "test.bulk"})
         self.assertEqual(len(response.context["page"]), 50)
         self.assertContains(response, "Page 1 of 2")
@@ -342,7 +368,7 @@ class AuditLogPageTest(UITestCase):
         self.assertEqual(len(page2.context["page"]), 5)
 
     def test_changes_render_as_compact_json(self):
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         services.revoke_api_key(self.bob_key_obj)
         response = self.client.get(reverse("audit-log"), {"action": "update", "object_id": str(self.bob_key_obj.pk)})
         self.assertContains(response, "{&quot;revoked&quot;: null}")
@@ -362,7 +388,7 @@ class JobPagesTest(UITestCase):
 
     def test_running_job_polls_its_fragment(self):
         job = self.make_job(self.tenant_a, status=JobStatus.RUNNING, progress=40, log="step 1\n")
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         response = self.client.get(reverse("job-detail", args=[job.uuid]))
         self.assertContains(response, f'hx-get="{reverse("job-status", args=[job.uuid])}"')
         self.assertContains(response, 'hx-trigger="every 2s"')
@@ -376,7 +402,7 @@ class JobPagesTest(UITestCase):
         (media / "exports").mkdir(parents=True, exist_ok=True)
         (media / "exports" / "audit.csv").write_text("seq,action\n1,create\n")
         job = self.make_job(self.tenant_a, status=JobStatus.COMPLETED, progress=100, result_file="exports/audit.csv")
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         response = self.client.get(reverse("job-detail", args=[job.uuid]))
         self.assertNotContains(response, "hx-trigger")
         self.assertContains(response, reverse("job-download", args=[job.uuid]))
@@ -385,12 +411,12 @@ class JobPagesTest(UITestCase):
 
     def test_file_outside_media_root_is_404(self):
         job = self.make_job(self.tenant_a, status=JobStatus.COMPLETED, result_file="../../../etc/passwd")
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         self.assertEqual(self.client.get(reverse("job-download", args=[job.uuid])).status_code, 404)
 
     def test_other_tenants_job_is_404(self):
         job = self.make_job(self.tenant_b, status=JobStatus.RUNNING)
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         for name in ("job-detail", "job-status", "job-download"):
             self.assertEqual(self.client.get(reverse(name, args=[job.uuid])).status_code, 404)
 
@@ -407,7 +433,7 @@ class NoExternalResourcesTest(TenantTestCase):
         self.assertEqual(offenders, [])
 
     def test_pages_load_vendored_assets(self):
-        self.client.force_login(self.alice)
+        login_verified(self.client, self.alice)
         response = self.client.get(reverse("dashboard"))
         for asset in ("bootstrap/bootstrap.min.css", "bootstrap/bootstrap.bundle.min.js", "htmx/htmx.min.js"):
             asset = "vendor/" + asset

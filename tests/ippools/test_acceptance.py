@@ -156,7 +156,7 @@ class SweepTest(TenantTestCase):
         services.check_blocklists(self.listed, now=NOW + timedelta(hours=2))
         root = make_user("root@ops.test", is_superuser=True)
         client = Client()
-        client.force_login(root)
+        login_verified(client, root)
         page = client.get("/ip-pools/blocklists/").content.decode()
         self.assertIn("No IP address is listed.", page)
         history = page.split('id="blocklist-history"')[1]
@@ -232,7 +232,7 @@ class TenantUITest(TenantTestCase):
         client.force_login(self.bob)
         self.assertEqual(client.get(f"/ip-pools/{granted.pk}/").status_code, 404)
         self.assertNotContains(client.get("/ip-pools/"), "granted-b")
-        client.force_login(self.charlie)
+        login_verified(client, self.charlie)
         self.assertContains(client.get(f"/ip-pools/{granted.pk}/"), "Tenant B (granted)")
         page = client.get("/ip-pools/addresses/", {"listed": "true"})
         self.assertEqual([ip.address for ip in page.context["page"]], ["192.0.2.10"])

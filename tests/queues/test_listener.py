@@ -5,9 +5,10 @@ import smtplib
 import socket
 import ssl
 
-from django.test import TransactionTestCase
+from django.test import TransactionTestCase, override_settings
 
 from deliveryhub import services as core
+from deliveryhub.models import LoginFailure
 from deliveryhub.testing.smtp import self_signed_certificate
 from queues.choices import EventKind, MessageStatus
 from queues.models import Message, MessageEvent, Suppression
@@ -86,6 +87,41 @@ class ListenerTest(TransactionTestCase):
             row = str(cursor.fetchall())
         self.assertIn(self.credential.password_digest, row)
         self.assertNotIn(self.password, row)
+
+    @override_settings(LOGIN_THROTTLE_DELAY=60, LOGIN_THROTTLE_SLOW_AFTER=3, LOGIN_THROTTLE_ADDRESS_SLOW_AFTER=6)
+    def test_auth_failures_are_throttled_per_address_and_user_name_with_454(self):
+        def auth(smtp, username, password):
+            token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode()).decode()
+            return smtp.docmd("AUTH", "PLAIN " + token)
+
+        guesses = []
+        for _ in range(8):  # 40 guesses in 8 connections, as an attacker would
+            smtp = self.connect(login=False)
+            guesses += [auth(smtp, "app-a", f"guess-{n}") for n in range(5)]
+            smtp.close()
+        self.assertEqual([code for code, _ in guesses[:3]], [535, 535, 535])
+        self.assertEqual({code for code, _ in guesses[3:]}, {454})
+        self.assertRegex(guesses[-1][1].decode(), r"^4\.7\.0 Too many failed authentications: try again in \d+ s")
+        code, _ = auth(self.connect(login=False), "app-a", self.password)
+        self.assertEqual(code, 454, "the right password does not get through while this client must wait")
+        self.assertEqual(LoginFailure.objects.filter(username="smtp:app-a").count(), 3, "refusals are not counted")
+
+        # The application on another address, which has not been failing, logs in at once.
+        other = smtplib.SMTP("127.0.0.1", self.listener.port, timeout=10, source_address=("127.0.0.2", 0))
+        self.addCleanup(other.close)
+        other.ehlo("app.test")
+        other.starttls(context=client_context())
+        other.ehlo("app.test")
+        self.assertEqual(auth(other, "app-a", self.password)[0], 235)
+
+        # Spraying user names from one address: the address itself waits after 6 failures, whatever the name.
+        spray = smtplib.SMTP("127.0.0.1", self.listener.port, timeout=10, source_address=("127.0.0.3", 0))
+        self.addCleanup(spray.close)
+        spray.ehlo("spray.test")
+        spray.starttls(context=client_context())
+        spray.ehlo("spray.test")
+        codes = [auth(spray, f"user-{n}", "password")[0] for n in range(7)]
+        self.assertEqual(codes, [535] * 6 + [454])
 
     def test_no_open_relay(self):
         smtp = self.connect(login=False)
@@ -185,10 +221,10 @@ class ListenerTest(TransactionTestCase):
 
         entered, go_on = threading.Event(), threading.Event()
 
-        def held_authenticate(username, password):
+        def held_authenticate(username, password, client_ip):
             entered.set()
             go_on.wait(10)
-            return real_authenticate(username, password)
+            return real_authenticate(username, password, client_ip)
 
         real_authenticate = module._authenticate
         outcome = {}

@@ -1,6 +1,6 @@
 """
-Core models: tenants and memberships, API keys, the audit log, background jobs, and the abstract bases
-(`TenantModel`, `ChangeLoggedModel`) every app builds on.
+Core models: tenants and memberships, API keys, the audit log, background jobs, sign-in failures, and the
+abstract bases (`TenantModel`, `ChangeLoggedModel`) every app builds on.
 """
 
 import hashlib
@@ -14,8 +14,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
-from .choices import ActorType, ApiKeyScope, Area, JobStatus, Role
-from .querysets import AuditEntryQuerySet, RestrictedQuerySet, TenantQuerySet
+from ..choices import ActorType, ApiKeyScope, Area, JobStatus, Role
+from ..querysets import AuditEntryQuerySet, RestrictedQuerySet, TenantQuerySet
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Abstract bases
@@ -54,7 +54,7 @@ class ChangeLoggedModel(models.Model):
     @classmethod
     def redacted_fields(cls):
         """Attnames never logged in clear: `audit_redact` plus every encrypted field."""
-        from .crypto import EncryptedTextField
+        from ..crypto import EncryptedTextField
 
         return {
             field.attname
@@ -84,7 +84,7 @@ class ChangeLoggedModel(models.Model):
         return {key: marker if key in secret else value for key, value in data.items()}
 
     def save(self, *args, **kwargs):
-        from .audit import log_change
+        from ..audit import log_change
 
         creating = self._state.adding
         super().save(*args, **kwargs)
@@ -96,7 +96,7 @@ class ChangeLoggedModel(models.Model):
 
 def log_deletion(sender, instance, **kwargs):
     """`post_delete` receiver of every ChangeLoggedModel: one audit entry per deleted object (cascades included)."""
-    from .audit import log_change
+    from ..audit import log_change
 
     log_change(instance, "delete", instance.audit_state(), None)
 

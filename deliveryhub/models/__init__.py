@@ -1,0 +1,36 @@
+"""
+Core models: tenants and memberships, API keys, the audit log, background jobs and the abstract bases every app
+builds on (`core`); second-factor devices with their secrets encrypted at rest (`otp`).
+"""
+
+from .core import (
+    ApiKey,
+    AuditChainHead,
+    AuditEntry,
+    ChangeLoggedModel,
+    Job,
+    LoginFailure,
+    Membership,
+    Tenant,
+    TenantModel,
+    log_deletion,
+    snapshot_value,
+)
+from .otp import EncryptedTOTPDevice, RecoveryCode, RecoveryCodeDevice
+
+__all__ = [
+    "ApiKey",
+    "AuditChainHead",
+    "AuditEntry",
+    "ChangeLoggedModel",
+    "EncryptedTOTPDevice",
+    "Job",
+    "LoginFailure",
+    "Membership",
+    "RecoveryCode",
+    "RecoveryCodeDevice",
+    "Tenant",
+    "TenantModel",
+    "log_deletion",
+    "snapshot_value",
+]
