@@ -6,6 +6,10 @@ counting DNS-querying terms (limit 10, §4.6.4) and void lookups (limit 2), coll
 and resolving `a`/`mx`/`ip4`/`ip6` into networks; `SpfReport.result_for(ip)` then tells what a receiver
 would conclude for a sending IP (`pass`, `fail`, `softfail`, `neutral`). Macros and `ptr`/`exists`
 cannot be evaluated without a real message: they count as lookups and never match.
+
+`plan_errors(domain, extra_terms, include)` checks a domain's planned record before it is saved: what its
+terms cost in DNS lookups (counted from the terms alone first, then through what they include) and void
+lookups, with the RFC's limits; a DNS failure while counting is not held against the plan.
 """
 
 import ipaddress
@@ -47,6 +51,50 @@ def build_record(addresses, extra_terms="", include="", all_term="~all"):
     terms += [term for term in extra_terms.split() if term]
     terms.append(all_term)
     return " ".join(terms)
+
+
+def lookup_terms(terms):
+    """The terms of an SPF term list that cost a DNS lookup by themselves (RFC 7208 §4.6.4)."""
+    costly = []
+    for term in terms:
+        mechanism, modifier = _TERM.match(term), _MODIFIER.match(term)
+        if modifier and modifier.group("name").lower() == "redirect" or mechanism and mechanism.group("name").lower() in LOOKUP_MECHANISMS:
+            costly.append(term)
+    return costly
+
+
+def plan_errors(domain, extra_terms, include="", *, query=None):
+    """Why the SPF record planned for `domain` would fail at receivers (too many lookups or void lookups), or [].
+
+    `extra_terms` are the admin's terms, `include` the platform's SPF include (settings.SPF_INCLUDE). The terms'
+    own lookups are counted first, without the DNS; then the record is walked through the DNS to count the
+    lookups inside what it includes. Our ip4:/ip6: terms cost nothing and are left out.
+    """
+    terms = ([f"include:{include}"] if include else []) + extra_terms.split()
+    direct = lookup_terms(terms)
+    if len(direct) > SPF_MAX_DNS_LOOKUPS:
+        return [
+            f"These terms need at least {len(direct)} DNS lookups ({', '.join(direct)}); a receiver does at most "
+            f"{SPF_MAX_DNS_LOOKUPS} (RFC 7208 §4.6.4) and then fails SPF for all your mail (permerror). "
+            "Use fewer include: terms or replace them by ip4:/ip6: networks."
+        ]
+    if not direct:
+        return []
+    report = SpfWalker(query).walk_record(domain, " ".join(["v=spf1", *terms, "~all"]))
+    errors = []
+    if report.lookups > SPF_MAX_DNS_LOOKUPS:
+        nested = report.lookups - len(direct)
+        errors.append(
+            f"These terms need {report.lookups} DNS lookups ({len(direct)} for the terms themselves, {nested} inside "
+            f"what they include); a receiver does at most {SPF_MAX_DNS_LOOKUPS} (RFC 7208 §4.6.4) and then fails SPF "
+            "for all your mail (permerror). Use fewer include: terms or replace them by ip4:/ip6: networks."
+        )
+    if report.void_lookups > SPF_MAX_VOID_LOOKUPS:
+        errors.append(
+            f"{report.void_lookups} lookups of these terms find nothing in the DNS; more than {SPF_MAX_VOID_LOOKUPS} "
+            "is a permanent error (RFC 7208 §4.6.4): remove the terms that name hosts or domains that do not exist."
+        )
+    return errors
 
 
 @dataclass
@@ -99,8 +147,7 @@ class SpfWalker:
         self.query = query or dh_dns.query
 
     def walk(self, domain):
-        self.report = SpfReport(domain)
-        self._seen = set()
+        self._start(domain)
         result = self.query(domain, "TXT")
         if result.status == dh_dns.ERROR:
             self.report.temp_errors.append(f"TXT lookup of {domain} failed: {result.error}")
@@ -116,6 +163,21 @@ class SpfWalker:
                 "error (RFC 7208 §4.5): merge them into one."
             )
         self.report.policy = self._parse(domain, records[0], depth=0)
+        return self._check_limits()
+
+    def walk_record(self, domain, record):
+        """Walk `record` as if `domain` published it (before it does): what it costs and what it authorises."""
+        self._start(domain)
+        self.report.records = [record]
+        self.report.policy = self._parse(domain, record, depth=0)
+        return self._check_limits()
+
+    # -- internals ------------------------------------------------------------------------------------------------
+    def _start(self, domain):
+        self.report = SpfReport(domain)
+        self._seen = set()
+
+    def _check_limits(self):
         if self.report.lookups > SPF_MAX_DNS_LOOKUPS:
             self.report.errors.append(
                 f"SPF needs {self.report.lookups} DNS lookups; the limit is {SPF_MAX_DNS_LOOKUPS} "
@@ -128,7 +190,6 @@ class SpfWalker:
             )
         return self.report
 
-    # -- internals ------------------------------------------------------------------------------------------------
     def _count(self):
         self.report.lookups += 1
         return self.report.lookups <= WORK_CAP

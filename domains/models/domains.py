@@ -5,12 +5,14 @@ import secrets
 import uuid
 
 import idna
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from deliveryhub.choices import Area
 from deliveryhub.models import ChangeLoggedModel, TenantModel
 
+from .. import spf
 from ..choices import (
     DOMAIN_STATUS_BADGES,
     DmarcAlignment,
@@ -143,6 +145,9 @@ class SendingDomain(ChangeLoggedModel, TenantModel):
                 {"spf_extra_terms": f"Not an SPF term: {', '.join(bad)}. Use include:, ip4:, ip6:, a, mx or exists:."}
             )
         self.spf_extra_terms = " ".join(terms)
+        problems = spf.plan_errors(self.name, self.spf_extra_terms, settings.SPF_INCLUDE) if self.name else []
+        if problems:
+            raise ValidationError({"spf_extra_terms": problems})
         if self.tenant_id and type(self).objects.filter(tenant_id=self.tenant_id, name=self.name).exclude(pk=self.pk):
             raise ValidationError({"name": f"{self.name} is already a sending domain of this tenant."})
 
