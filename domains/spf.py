@@ -53,14 +53,18 @@ def build_record(addresses, extra_terms="", include="", all_term="~all"):
     return " ".join(terms)
 
 
+def costs_a_lookup(term):
+    """Whether an SPF term costs a DNS lookup by itself (RFC 7208 §4.6.4): include, a, mx, ptr, exists, redirect."""
+    modifier = _MODIFIER.match(term)
+    if modifier and modifier.group("name").lower() not in MECHANISMS:
+        return modifier.group("name").lower() == "redirect"
+    mechanism = _TERM.match(term)
+    return bool(mechanism) and mechanism.group("name").lower() in LOOKUP_MECHANISMS
+
+
 def lookup_terms(terms):
-    """The terms of an SPF term list that cost a DNS lookup by themselves (RFC 7208 §4.6.4)."""
-    costly = []
-    for term in terms:
-        mechanism, modifier = _TERM.match(term), _MODIFIER.match(term)
-        if modifier and modifier.group("name").lower() == "redirect" or mechanism and mechanism.group("name").lower() in LOOKUP_MECHANISMS:
-            costly.append(term)
-    return costly
+    """The terms of an SPF term list that cost a DNS lookup by themselves."""
+    return [term for term in terms if costs_a_lookup(term)]
 
 
 def plan_errors(domain, extra_terms, include="", *, query=None):
