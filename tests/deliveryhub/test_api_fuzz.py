@@ -7,7 +7,8 @@ import os
 import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase
+from hypothesis import settings as fuzz_settings
 
 from deliveryhub import services
 from deliveryhub.choices import Role
@@ -38,7 +39,7 @@ def admin_key(db, settings):
 
 
 @schema.parametrize()
-@settings(
+@fuzz_settings(
     max_examples=FUZZ_EXAMPLES,
     derandomize=True,  # the same requests every run: CI stays deterministic
     deadline=None,
