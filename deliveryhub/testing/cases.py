@@ -7,6 +7,7 @@ Base test cases: the three-person tenancy matrix and API view test mixins.
 Each also has an API key acting with that role (`alice_key`, `bob_key`, `charlie_key`).
 """
 
+from django.db import connection
 from django.test import TestCase
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import totp
@@ -21,6 +22,16 @@ PASSWORD = "correct horse battery staple 9"
 
 def make_user(email, tenant=None, role=Role.VIEWER, **kwargs):
     return services.create_user(email, tenant=tenant, role=role, password=PASSWORD, **kwargs)
+
+
+def database_text():
+    """Every value of every row of every table, as one string."""
+    parts = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            cursor.execute(f'SELECT * FROM "{table}"')
+            parts += [str(value) for row in cursor.fetchall() for value in row]
+    return "\n".join(parts)
 
 
 def app_code(device, steps=0):

@@ -15,21 +15,11 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from deliveryhub import otp
 from deliveryhub.models import EncryptedTOTPDevice, RecoveryCode, RecoveryCodeDevice
-from deliveryhub.testing.cases import TenantTestCase, app_code
+from deliveryhub.testing.cases import TenantTestCase, app_code, database_text
 
 OLD_KEY = Fernet.generate_key().decode()
 NEW_KEY = Fernet.generate_key().decode()
 migration = importlib.import_module("deliveryhub.migrations.0004_move_otp_devices_encrypted")
-
-
-def database_text():
-    """Every value of every row of every table, as one string."""
-    parts = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT * FROM "{table}"')
-            parts += [str(value) for row in cursor.fetchall() for value in row]
-    return "\n".join(parts)
 
 
 def raw(table, column):

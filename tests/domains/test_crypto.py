@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import override_settings
 
 from deliveryhub.models import AuditEntry
-from deliveryhub.testing.cases import TenantTestCase
+from deliveryhub.testing.cases import TenantTestCase, database_text
 from domains import services
 from domains.choices import DkimAlgorithm
 from domains.keys import dkimpy_private_key
@@ -20,16 +20,6 @@ from queues.models import Route
 RELAY_PASSWORD = "relay-Secret-4711"
 OLD_KEY = Fernet.generate_key().decode()
 NEW_KEY = Fernet.generate_key().decode()
-
-
-def database_text():
-    """Every value of every row of every table, as one string."""
-    parts = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT * FROM "{table}"')
-            parts += [str(value) for row in cursor.fetchall() for value in row]
-    return "\n".join(parts)
 
 
 def raw_column(model, column, pk):
