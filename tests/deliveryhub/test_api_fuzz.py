@@ -6,14 +6,15 @@ import os
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as fuzz_settings
 
 from deliveryhub import services
 from deliveryhub.choices import Role
 from deliveryhub.testing.dns import DNSServer
-from queues.testing import make_sending_domain
 
 FUZZ_EXAMPLES = int(os.environ.get("DELIVERYHUB_FUZZ_EXAMPLES", "3"))  # generated requests per operation
 
@@ -25,17 +26,28 @@ CONFIG = schemathesis.Config.from_dict(
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(), config=CONFIG)
 
 
-@pytest.fixture
-def admin_key(db, settings):
-    """A tenant with a domain and a message to find, and the raw key of its admin; the DNS is a loopback server that
-    refuses every question (routes and domains resolve names when saved), so nothing leaves the machine."""
-    tenant = services.create_tenant("fuzz", "Fuzz")
-    make_sending_domain(tenant, "fuzz.test")
-    _, raw = services.create_api_key(tenant=tenant, name="fuzz", role=Role.ADMIN)
+@pytest.fixture(scope="module")
+def refusing_dns():
+    """A loopback DNS server serving no zone: every question is refused at once (routes and domains resolve names
+    when saved), so nothing leaves the machine and nothing waits for a timeout."""
     with DNSServer() as dns:
-        settings.DNS_RESOLVERS = [dns.address]
-        settings.DNS_TIMEOUT = 0.5
-        yield raw
+        yield dns
+
+
+@pytest.fixture
+def admin_key(db, settings, refusing_dns):
+    """The raw key of a tenant admin; the WSGI handler kept from closing the test's database connection."""
+    settings.DNS_RESOLVERS = [refusing_dns.address]
+    settings.DNS_TIMEOUT = 0.5
+    tenant = services.create_tenant("fuzz", "Fuzz")
+    _, raw = services.create_api_key(tenant=tenant, name="fuzz", role=Role.ADMIN)
+    # Django's handler closes the connection after each request, which would end the test's transaction; Django's
+    # test client keeps it open the same way.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield raw
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @schema.parametrize()
