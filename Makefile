@@ -2,7 +2,8 @@
 #   make run    start the whole stack (web, worker, scheduler, smtpd, embedded Redis)
 #   make test   run the test suite (PYTEST_ARGS to tune, DATABASE_URL / REDIS_URL respected; without REDIS_URL
 #               a local Redis on 127.0.0.1:6379 if one answers, else the embedded one: deliveryhub/testing/pytest_env.py)
-#   make bench  run the delivery benchmark
+#   make bench  run the benchmark (intake, then delivery)
+#   make bench-intake  only the intake figures (batch and single-message API, gunicorn)
 #   make lint   ruff, system checks and the missing-migration check
 
 .DEFAULT_GOAL := run
@@ -14,7 +15,7 @@ PY := $(VENV)/bin/python
 PYTHON ?=
 PYTEST_ARGS ?= -q
 
-.PHONY: venv run test bench lint clean-venv
+.PHONY: venv run test bench bench-intake lint clean-venv
 
 venv: $(VENV)/.installed
 
@@ -44,6 +45,9 @@ bench: venv
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix; \
 	fi
 	$(PY) manage.py bench
+
+bench-intake: venv
+	$(PY) manage.py bench --intake-only
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -24,3 +24,4 @@ SESSION_OTP_PENDING_KEY = "deliveryhub.otp_pending"  # password accepted, second
 OTP_RECOVERY_CODE_COUNT = 10  # recovery codes issued at enrolment and on regeneration
 OTP_TOTP_DEVICE_NAME = "Authenticator app"
 OTP_RECOVERY_DEVICE_NAME = "Recovery codes"
+JSON_MAX_DEPTH = 32  # levels of nesting an API request body may have (deeper is a 400)

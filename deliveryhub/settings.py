@@ -273,6 +273,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "deliveryhub.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["deliveryhub.api.filters.RestrictedFilterBackend"],
+    "DEFAULT_PARSER_CLASSES": [
+        "deliveryhub.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "deliveryhub.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -356,7 +361,10 @@ THROTTLE_MAX_LEVEL = env_int("DELIVERYHUB_THROTTLE_MAX_LEVEL", 6)  # most halvin
 
 # Delivery: intake, queue, workers (queues app). Engine knobs (SMTP, DKIM, backoff) sit beside SMTP_PORT.
 MESSAGE_MAX_BYTES = env_int("DELIVERYHUB_MESSAGE_MAX_BYTES", 25 * 1024 * 1024)  # largest accepted message (octets)
-MESSAGE_MAX_RECIPIENTS = env_int("DELIVERYHUB_MESSAGE_MAX_RECIPIENTS", 1000)  # envelope recipients per request
+MESSAGE_MAX_RECIPIENTS = env_int("DELIVERYHUB_MESSAGE_MAX_RECIPIENTS", 1000)  # envelope recipients per message
+# Largest request body (API and forms): a largest message sent base64 (4/3 of it) and 1 MiB of JSON around it;
+# a larger body is a 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = -(-MESSAGE_MAX_BYTES * 4 // 3) + 1024 * 1024
 # messages one batch job claims
 DELIVERY_BATCH_SIZE = env_int("DELIVERYHUB_BATCH_SIZE", 200, old=("DELIVERYHUB_DELIVERY_BATCH_SIZE",))
 # a claimed batch's lease (> job timeout)

@@ -11,7 +11,11 @@ import datetime
 import hashlib
 import json
 import logging
+import re
+import secrets
+import uuid
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,15 +23,20 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deliveryhub import audit
+from deliveryhub.exceptions import Conflict
+from domains.models import SendingDomain, normalise_domain_name
+from ippools.models import IPPool
 
+from . import bulk
 from .choices import EventKind, MessagePriority, MessageStatus, SuppressionReason
-from .constants import IDEMPOTENCY_KEY_MAX, METADATA_MAX_BYTES, TAG_MAX
-from .mime import build_message, header_summary, normalize_address, normalize_raw
+from .constants import ENVELOPE_ADDRESS_MAX, IDEMPOTENCY_KEY_MAX, METADATA_MAX_BYTES, TAG_MAX
+from .mime import Content, build_message, normalize_address, normalize_raw, parse_mailbox, parse_mailboxes
 from .models import IdempotencyKey, Message, MessageContent, MessageEvent, Route, SmtpCredential, Suppression
 
 logger = logging.getLogger(__name__)
 
 BULK_BATCH = 500  # rows per INSERT in bulk_create
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and unpaired surrogates: no database column takes them
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -68,10 +77,18 @@ class Accepted:
     replayed: bool = False  # the answer comes from an earlier request with the same Idempotency-Key
 
 
+class Prepared(NamedTuple):
+    """A validated submission, ready to store: its content, sending domain, distinct recipients and pool."""
+
+    submission: Submission
+    content: Content
+    domain: SendingDomain
+    recipients: list
+    pool: IPPool | None
+
+
 def sending_domain_for(tenant, domain_name, field_name="from"):
     """The tenant's sending domain named `domain_name` if it may send now; ValidationError with the reason otherwise."""
-    from domains.models import SendingDomain, normalise_domain_name
-
     try:
         domain_name = normalise_domain_name(domain_name)  # stored in IDNA form: bücher.example → xn--bcher-kva.example
     except ValidationError:
@@ -81,55 +98,45 @@ def sending_domain_for(tenant, domain_name, field_name="from"):
         raise ValidationError(
             {field_name: f"{domain_name} is not a sending domain of this tenant: add and verify it under Domains."}
         )
-    allowed, reason = _domain_may_send(domain)
+    allowed, reason = domain.can_send()
     if not allowed:
         raise ValidationError({field_name: reason})
     return domain
 
 
 def _domain_may_send(domain):
-    """(allowed, reason): asks the domains app (`can_send()` returns a bool or (bool, reason))."""
-    result = domain.can_send()
-    if isinstance(result, tuple):
-        allowed, reason = result
-    else:
-        allowed, reason = bool(result), ""
-    if not allowed and not reason:
-        reason = getattr(domain, "cannot_send_reason", "") or f"{domain.name} may not send yet: verify its DNS records."
-    return allowed, reason
-
-
-def return_path_host(domain):
-    """The host of the domain's VERP envelope senders (its return-path subdomain)."""
-    for attr in ("return_path_host", "return_path_domain"):
-        value = getattr(domain, attr, None)
-        value = value() if callable(value) else value
-        if value:
-            return value
-    sub = getattr(domain, "return_path", "") or getattr(domain, "return_path_subdomain", "")
-    return f"{sub}.{domain.name}" if sub and not sub.endswith(domain.name) else (sub or domain.name)
+    """(allowed, reason) of `SendingDomain.can_send()`, for the delivery processor that still imports this name."""
+    return domain.can_send()
 
 
 def _pool_for(tenant, name):
     if not name:
         return None
-    from ippools.models import IPPool
-
     pool = IPPool.objects.usable_by(tenant).filter(name=name).first()
     if pool is None:
         raise ValidationError({"ip_pool": f"No IP pool named {name!r} is available to this tenant."})
     return pool
 
 
-def _check_common(submission):
-    if submission.tag and (not isinstance(submission.tag, str) or len(submission.tag) > TAG_MAX):
-        raise ValidationError({"tag": f"A tag is a string of at most {TAG_MAX} characters."})
-    if submission.tag and any(ord(c) < 32 for c in submission.tag):
-        raise ValidationError({"tag": "The tag contains control characters."})
+def _check_common(submission, now):
+    """The rules every submission follows, structured or raw: tag, metadata, priority, send_at."""
+    tag = submission.tag
+    if tag:
+        if not isinstance(tag, str) or len(tag) > TAG_MAX:
+            raise ValidationError({"tag": f"A tag is a string of at most {TAG_MAX} characters."})
+        if any(ord(c) < 32 for c in tag) or _UNSTORABLE.search(tag):
+            raise ValidationError({"tag": "The tag contains control characters."})
     if not isinstance(submission.metadata, dict):
         raise ValidationError({"metadata": "Metadata must be a JSON object."})
-    if len(json.dumps(submission.metadata, default=str)) > METADATA_MAX_BYTES:
-        raise ValidationError({"metadata": f"Metadata is larger than {METADATA_MAX_BYTES} bytes."})
+    if submission.metadata:
+        try:
+            encoded = json.dumps(submission.metadata, default=str)
+        except (ValueError, RecursionError):  # a circular or absurdly deep object from an internal caller
+            raise ValidationError({"metadata": "Metadata must be plain JSON."}) from None
+        if len(encoded) > METADATA_MAX_BYTES:
+            raise ValidationError({"metadata": f"Metadata is larger than {METADATA_MAX_BYTES} bytes."})
+        if _has_unstorable_text(submission.metadata):  # PostgreSQL's jsonb holds neither
+            raise ValidationError({"metadata": "Metadata contains NUL characters or unpaired surrogates."})
     if submission.priority not in MessagePriority.values:
         raise ValidationError({"priority": "Unknown priority."})
     send_at = submission.send_at
@@ -137,47 +144,68 @@ def _check_common(submission):
         if not isinstance(send_at, datetime.datetime) or timezone.is_naive(send_at):
             raise ValidationError({"send_at": "A send time is a date and time with a time zone."})
         limit = settings.DELIVERY_MAX_SCHEDULE_SECONDS
-        if send_at > timezone.now() + datetime.timedelta(seconds=limit):
+        if send_at > now + datetime.timedelta(seconds=limit):
             raise ValidationError({"send_at": f"A message can be scheduled at most {limit / 86400:g} days ahead."})
 
 
-def _recipients(addresses, field_name):
-    out = []
-    for index, value in enumerate(addresses or ()):
-        if not isinstance(value, str):
-            raise ValidationError({field_name: f"Item {index} is not a string."})
-        # "Name <addr>" is allowed in to/cc/bcc; the envelope uses the address.
-        from .mime import parse_mailbox
+def _has_unstorable_text(value):
+    """Whether a JSON value holds, in any key or string, a character that no database column takes."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return False
 
-        out.append(parse_mailbox(value, field_name).addr_spec if "<" in value else normalize_address(value, field_name))
-    return out
+
+def _envelope(addresses):
+    """The envelope recipients of a raw message: at least one, each an address (or `Name <address>`)."""
+    if not isinstance(addresses, (list, tuple)) or not addresses:
+        raise ValidationError({"envelope": "Raw MIME needs an envelope with its recipients."})
+    for value in addresses:
+        if isinstance(value, str) and len(value) > ENVELOPE_ADDRESS_MAX:
+            raise ValidationError({"envelope.to": f"An envelope address is at most {ENVELOPE_ADDRESS_MAX} characters."})
+    return [mailbox.addr_spec for mailbox in parse_mailboxes(addresses, "envelope.to")]
 
 
-def prepare(tenant, submission, domains=None):
-    """Validate a submission and build its content: (message bytes, sending domain, recipients, pool).
+def prepare(tenant, submission, domains=None, now=None):
+    """Validate a submission and build its content: a `Prepared` (content, sending domain, recipients, pool).
 
-    Raises ValidationError (field-keyed) for anything wrong; touches nothing.
+    Raises ValidationError (field-keyed) for anything wrong; touches nothing. `domains` (name → SendingDomain)
+    is shared by the submissions of one request.
     """
-    _check_common(submission)
+    now = now or timezone.now()
+    _check_common(submission, now)
     if submission.raw is not None:
-        data, from_address = normalize_raw(submission.raw)
-        recipients = _recipients(submission.envelope_to, "envelope.to")
+        if submission.sender or submission.to or submission.cc or submission.bcc:
+            raise ValidationError({"raw": "Send either raw MIME with an envelope or structured fields."})
+        content = normalize_raw(submission.raw, now=now)
+        recipients = _envelope(submission.envelope_to)
     else:
         if not submission.sender:
             raise ValidationError({"from": "The From address is required."})
-        data, from_address = build_message(
-            sender=submission.sender,
-            to=submission.to,
-            cc=submission.cc,
-            reply_to=submission.reply_to,
+        sender = parse_mailbox(submission.sender, "from")
+        to, cc = parse_mailboxes(submission.to, "to"), parse_mailboxes(submission.cc, "cc")
+        bcc = parse_mailboxes(submission.bcc, "bcc")
+        content = build_message(
+            sender=sender,
+            to=to,
+            cc=cc,
+            reply_to=parse_mailboxes(submission.reply_to, "reply_to"),
             subject=submission.subject,
             text=submission.text,
             html=submission.html,
             headers=submission.headers,
             attachments=submission.attachments,
+            now=now,
         )
-        recipients = _recipients(submission.to, "to") + _recipients(submission.cc, "cc")
-        recipients += _recipients(submission.bcc, "bcc")
+        recipients = [mailbox.addr_spec for mailbox in (*to, *cc, *bcc)]
     # One message per distinct recipient (case-insensitive domain; local parts compared as given, lower-cased).
     seen, unique = set(), []
     for rcpt in recipients:
@@ -188,16 +216,14 @@ def prepare(tenant, submission, domains=None):
         raise ValidationError({"to": "At least one recipient is required."})
     if len(unique) > settings.MESSAGE_MAX_RECIPIENTS:
         raise ValidationError({"to": f"At most {settings.MESSAGE_MAX_RECIPIENTS} recipients per request."})
-    if len(data) > settings.MESSAGE_MAX_BYTES:
-        raise ValidationError(
-            {"non_field_errors": f"The message is {len(data)} bytes; the limit is {settings.MESSAGE_MAX_BYTES}."}
-        )
-    domains = {} if domains is None else domains  # name -> SendingDomain, shared by the submissions of one request
-    if from_address.domain not in domains:
-        domains[from_address.domain] = sending_domain_for(tenant, from_address.domain)
-    domain = domains[from_address.domain]
-    pool = _pool_for(tenant, submission.ip_pool)
-    return data, domain, unique, pool
+    size, limit = len(content.data), settings.MESSAGE_MAX_BYTES
+    if size > limit:
+        raise ValidationError({"non_field_errors": f"The message is {size} bytes; the limit is {limit}."})
+    domains = {} if domains is None else domains
+    name = content.sender.domain
+    if name not in domains:
+        domains[name] = sending_domain_for(tenant, name)
+    return Prepared(submission, content, domains[name], unique, _pool_for(tenant, submission.ip_pool))
 
 
 def request_digest(body):
@@ -214,14 +240,12 @@ def check_idempotency_key(key):
 
 
 def replay(tenant, key, digest):
-    """The stored answer for an Idempotency-Key, or None. A different body with the same key is refused."""
+    """The stored answer for an Idempotency-Key, or None. A different body with the same key is a `Conflict`."""
     stored = IdempotencyKey.objects.filter(tenant=tenant, key=key).first()
     if stored is None:
         return None
     if stored.request_digest != digest:
-        raise ValidationError(
-            {"Idempotency-Key": "This key was used for a different request: use a new key for a new message."}
-        )
+        raise Conflict("This Idempotency-Key was used for a different request: use a new key for a new message.")
     return Accepted(messages=[], response=stored.response, status_code=stored.status_code, replayed=True)
 
 
@@ -230,7 +254,8 @@ def accept_messages(tenant, submissions, *, acting_user=None, idempotency_key=No
 
     All or nothing: any invalid submission raises ValidationError (keyed `messages[i].field` when several)
     and nothing is stored. Suppressed recipients are stored as `suppressed` and never sent. With an
-    `idempotency_key`, a retry of the same request returns the first answer instead of sending again.
+    `idempotency_key`, a retry of the same request returns the first answer instead of sending again (the same
+    key with another request is a `Conflict`).
     """
     single = not isinstance(submissions, (list, tuple))
     items = [submissions] if single else list(submissions)
@@ -239,17 +264,18 @@ def accept_messages(tenant, submissions, *, acting_user=None, idempotency_key=No
         earlier = replay(tenant, key, digest)
         if earlier is not None:
             return earlier
+    now = timezone.now()
     prepared, domains = [], {}
     for index, submission in enumerate(items):
         try:
-            prepared.append((submission, *prepare(tenant, submission, domains)))
+            prepared.append(prepare(tenant, submission, domains, now))
         except ValidationError as exc:
             if single:
                 raise
             raise ValidationError({f"messages[{index}].{k}": v for k, v in exc.message_dict.items()}) from None
     try:
         with transaction.atomic():
-            rows, answers = _store(tenant, prepared)
+            rows, answers = _store(tenant, prepared, now)
             response = answers[0] if single else {"results": answers}
             if key:
                 IdempotencyKey.objects.create(
@@ -264,28 +290,41 @@ def accept_messages(tenant, submissions, *, acting_user=None, idempotency_key=No
     return Accepted(messages=rows, response=response)
 
 
-def _store(tenant, prepared):
-    now = timezone.now()
-    all_rcpts = {rcpt.lower() for item in prepared for rcpt in item[3]}
-    suppressed = set(Suppression.objects.filter(tenant=tenant, address__in=all_rcpts).values_list("address", flat=True))
-    contents = []
-    for _, data, *_rest in prepared:
-        subject, from_header, message_id = header_summary(data)
-        contents.append(MessageContent(tenant=tenant, raw=data, size=len(data), subject=subject,
-                                       from_header=from_header, message_id_header=message_id, created=now))  # fmt: skip
-    MessageContent.objects.bulk_create(contents, batch_size=BULK_BATCH)
+def _suppressed(tenant, addresses):
+    """The addresses (lower case) on the tenant's suppression list, asked in chunks (SQLite's variable limit)."""
+    addresses = sorted(addresses)
+    found = set()
+    for start in range(0, len(addresses), BULK_BATCH):
+        chunk = addresses[start : start + BULK_BATCH]
+        found.update(Suppression.objects.filter(tenant=tenant, address__in=chunk).values_list("address", flat=True))
+    return found
+
+
+def _store(tenant, prepared, now):
+    """Write the contents, one `Message` per recipient and its first event; the rows and the JSON answers."""
+    suppressed = _suppressed(tenant, {rcpt.lower() for item in prepared for rcpt in item.recipients})
+    contents = [
+        MessageContent(tenant=tenant, raw=item.content.data, size=len(item.content.data), subject=item.content.subject,
+                       from_header=item.content.from_header, message_id_header=item.content.message_id, created=now)
+        for item in prepared
+    ]  # fmt: skip
+    bulk.insert(contents)
     rows, answers = [], []
-    for (submission, _, domain, recipients, pool), content in zip(prepared, contents, strict=True):
-        rp_host = return_path_host(domain)
+    for item, content in zip(prepared, contents, strict=True):
+        submission, domain, pool = item.submission, item.domain, item.pool
+        rp_host = domain.return_path_host
         # A send_at in the past means now: it must neither start the retry horizon early nor jump the queue.
         send_at = max(submission.send_at, now) if submission.send_at else None
         batch = []
-        for rcpt in recipients:
+        for rcpt in item.recipients:
+            message_uuid = uuid.uuid4()
             message = Message(
+                uuid=message_uuid,
                 tenant=tenant,
                 content=content,
                 sending_domain=domain,
                 ip_pool=pool,
+                mail_from=Message.verp_address(message_uuid, rp_host),
                 rcpt_to=rcpt,
                 rcpt_domain=rcpt.rpartition("@")[2].lower(),
                 priority=submission.priority,
@@ -294,8 +333,8 @@ def _store(tenant, prepared):
                 next_attempt_at=send_at or now,
                 send_at=send_at,
                 created=now,
+                updated=now,
             )
-            message.mail_from = Message.verp_address(message.uuid, rp_host)
             if rcpt.lower() in suppressed:
                 message.status = MessageStatus.SUPPRESSED
                 message.status_detail = "The recipient is on the suppression list."
@@ -307,23 +346,18 @@ def _store(tenant, prepared):
                 "messages": [{"id": str(m.uuid), "recipient": m.rcpt_to, "status": m.status} for m in batch],
             }
         )
-    Message.objects.bulk_create(rows, batch_size=BULK_BATCH)
-    # bulk_create sets primary keys on PostgreSQL and SQLite (RETURNING); fetch them if a backend did not.
-    if rows and rows[0].pk is None:
-        ids = dict(Message.objects.filter(uuid__in=[m.uuid for m in rows]).values_list("uuid", "pk"))
-        for m in rows:
-            m.pk = m.id = ids[m.uuid]
-    MessageEvent.objects.bulk_create(
+    bulk.insert(rows)
+    bulk.insert(
         [
             MessageEvent(
                 message=m,
                 time=now,
                 kind=EventKind.SUPPRESSED if m.status == MessageStatus.SUPPRESSED else EventKind.ACCEPTED,
                 detail=m.status_detail,
+                data={},
             )
             for m in rows
-        ],
-        batch_size=BULK_BATCH,
+        ]
     )
     return rows, answers
 
@@ -346,8 +380,6 @@ def cancel_message(message, *, acting_user=None):
             pk=message.pk, status__in=CANCELLABLE, lease_expires__lt=timezone.now()
         ).update(status=MessageStatus.CANCELLED, status_detail="Cancelled.", lease_owner=None, lease_expires=None)
     if not updated:
-        from deliveryhub.api.exceptions import Conflict
-
         message.refresh_from_db()
         raise Conflict(f"The message is {message.status} and can no longer be cancelled.")
     MessageEvent.objects.create(message=message, kind=EventKind.CANCELLED)
@@ -367,8 +399,6 @@ def release_message(message, *, acting_user=None):
         lease_reclaims=reclaims, lease_owner=None, lease_expires=None, updated=now,
     )  # fmt: skip
     if not updated:
-        from deliveryhub.api.exceptions import Conflict
-
         message.refresh_from_db()
         raise Conflict(f"The message is {message.status}, not held: there is nothing to release.")
     MessageEvent.objects.create(message=message, kind=EventKind.RELEASED)
@@ -412,8 +442,6 @@ def add_suppression(tenant, address, *, reason=SuppressionReason.MANUAL, source=
 @transaction.atomic
 def create_smtp_credential(tenant, username, *, description="", acting_user=None):
     """Create an SMTP submission login; returns (credential, password). The password is shown once."""
-    import secrets
-
     username = (username or "").strip()
     if not username or len(username) > 150 or any(ord(c) < 33 for c in username):
         raise ValidationError({"username": "A user name is 1-150 printable characters without spaces."})

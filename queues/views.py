@@ -6,14 +6,14 @@ Every page reaches objects through `restrict()` and the current tenant; writes g
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from deliveryhub.api.exceptions import Conflict
 from deliveryhub.choices import Action, Area
+from deliveryhub.exceptions import Conflict
 from deliveryhub.otp import otp_required_for_change
 from deliveryhub.views import may, requires, tenant_required
 
@@ -75,7 +75,7 @@ def message_cancel(request, uuid):
         services.cancel_message(message, acting_user=request.user)
         messages.success(request, "The message is cancelled.")
     except Conflict as exc:  # already sent or being sent
-        messages.error(request, str(exc.detail))
+        messages.error(request, str(exc))
     return redirect("message-detail", uuid=message.uuid)
 
 
@@ -91,7 +91,7 @@ def message_release(request, uuid):
         services.release_message(message, acting_user=request.user)
         messages.success(request, "The message is queued again.")
     except Conflict as exc:  # not held (any more)
-        messages.error(request, str(exc.detail))
+        messages.error(request, str(exc))
     return redirect("message-detail", uuid=message.uuid)
 
 
@@ -116,8 +116,6 @@ def route_list(request):
     if request.method == "GET":
         return _render_routes(request)
     if not may(request, Area.INFRASTRUCTURE, Action.ADD):
-        from django.core.exceptions import PermissionDenied
-
         raise PermissionDenied("Your role cannot add routes.")
     form = RouteForm(request.POST, instance=Route(tenant=request.tenant))
     if not form.is_valid():
@@ -152,8 +150,6 @@ def test_inbox(request):
     form = TestMessageForm(request.POST or None)
     if request.method == "POST":
         if not may(request, Area.SENDING, Action.ADD):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied("Your role cannot send messages.")
         if form.is_valid():
             data = form.cleaned_data
@@ -163,6 +159,7 @@ def test_inbox(request):
                 accepted = services.accept_messages(request.tenant, submission, acting_user=request.user)
             except ValidationError as error:
                 for field, errors in error.message_dict.items():
+                    field = TestMessageForm.SERVICE_FIELDS.get(field, field)
                     for text in errors:
                         form.add_error(field if field in form.fields else None, text)
             else:
@@ -176,4 +173,4 @@ def test_inbox(request):
         selected.text = bytes(selected.raw).decode("utf-8", "replace")
     context = {"page": page, "selected": selected, "form": form, "demo_mode": settings.DEMO_MODE,
                "capture": f"{settings.CAPTURE_SMTP_HOST}:{settings.CAPTURE_SMTP_PORT}"}  # fmt: skip
-    return render(request, "queues/test_inbox.html", context)
+    return render(request, "queues/test_inbox.html", context, status=400 if form.errors else 200)

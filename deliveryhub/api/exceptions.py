@@ -1,13 +1,16 @@
 """Every API error is JSON: {"error": {"code": ..., "message": ..., "fields": {...}}}.
 
 `exception_handler` covers what happens inside DRF views (an unexpected exception included: a 500 that
-names nothing internal); `page_not_found` and `server_error` (the URLconf's handler404/handler500) cover
-/api/ paths that reach no view, and leave the UI's HTML pages as they are.
+names nothing internal) and maps the core's domain errors: Django's `ValidationError` → 400 with field errors,
+`deliveryhub.exceptions.Conflict` → 409, a request body over `DATA_UPLOAD_MAX_MEMORY_SIZE` → 413.
+`page_not_found` and `server_error` (the URLconf's handler404/handler500) cover /api/ paths that reach no
+view, and leave the UI's HTML pages as they are.
 """
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.views import defaults
@@ -15,6 +18,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
+
+from ..exceptions import Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +31,20 @@ def error_body(code, message, fields=None):
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
-class Conflict(exceptions.APIException):
+class ConflictError(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state."
     default_code = "conflict"
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+    def __init__(self):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        super().__init__(f"The request body is larger than {limit} bytes (a message of at most "
+                         f"{settings.MESSAGE_MAX_BYTES} bytes, base64 included, fits).")  # fmt: skip
 
 
 def _flatten(detail):
@@ -45,6 +60,10 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )
+    elif isinstance(exc, Conflict):
+        exc = ConflictError(str(exc))
+    elif isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge()
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, PermissionDenied):

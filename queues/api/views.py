@@ -2,10 +2,10 @@
 
 import json
 
-from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from deliveryhub.api.viewsets import BaseViewSetMixin, TenantModelViewSet
@@ -20,6 +20,7 @@ from .serializers import (
     MessageSubmitSerializer,
     RouteSerializer,
     SuppressionSerializer,
+    flat_errors,
 )
 
 
@@ -52,36 +53,27 @@ class MessageViewSet(BaseViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
     def _accept(self, request, submissions):
         key = request.headers.get("Idempotency-Key")
-        digest = services.request_digest(json.dumps(request.data, sort_keys=True, default=str).encode())
-        try:
-            accepted = services.accept_messages(
-                self.request_tenant(), submissions, acting_user=request.user, idempotency_key=key, digest=digest
-            )
-        except ValidationError as exc:
-            if "Idempotency-Key" in getattr(exc, "message_dict", {}):
-                from deliveryhub.api.exceptions import Conflict
-
-                raise Conflict(exc.message_dict["Idempotency-Key"][0]) from None
-            raise
+        # The same request is the same JSON, whatever its key order or spacing.
+        digest = services.request_digest(json.dumps(request.data, sort_keys=True, default=str).encode()) if key else ""
+        accepted = services.accept_messages(
+            self.request_tenant(), submissions, acting_user=request.user, idempotency_key=key, digest=digest
+        )
         headers = {"Idempotent-Replayed": "true"} if accepted.replayed else {}
         return Response(accepted.response, status=accepted.status_code, headers=headers)
 
+    def _valid(self, serializer_class, request):
+        serializer = serializer_class(data=request.data, context=self.get_serializer_context())
+        if not serializer.is_valid():
+            raise ValidationError(flat_errors(serializer.errors))
+        return serializer
+
     def create(self, request, *args, **kwargs):
-        serializer = MessageSubmitSerializer(data=request.data, context=self.get_serializer_context())
-        serializer.is_valid(raise_exception=True)
-        return self._accept(request, serializer.to_submission())
+        return self._accept(request, self._valid(MessageSubmitSerializer, request).to_submission())
 
     @action(detail=False, methods=["post"], permission_action="add")
     def batch(self, request):
         """Accept several messages in one request: `{"messages": [...]}`, all or none."""
-        serializer = MessageBatchSerializer(data=request.data, context=self.get_serializer_context())
-        serializer.is_valid(raise_exception=True)
-        submissions = []
-        for item in serializer.validated_data["messages"]:
-            one = MessageSubmitSerializer()
-            one._validated_data = item
-            submissions.append(one.to_submission())
-        return self._accept(request, submissions)
+        return self._accept(request, self._valid(MessageBatchSerializer, request).to_submissions())
 
     @action(detail=True, methods=["post"], permission_action="change")
     def cancel(self, request, uuid=None):

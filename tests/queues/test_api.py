@@ -1,8 +1,11 @@
 """The messages, routes and suppressions API: 202 intake, idempotency, field-level 400s, tenancy matrix."""
 
+import base64
+import os
 from datetime import UTC
 
 from django.conf import settings
+from django.test import override_settings
 
 from deliveryhub import services as core_services
 from deliveryhub.choices import ApiKeyScope, Role
@@ -74,6 +77,64 @@ class MessageAPITest(TenantTestCase):
                 self.assertIn(field, response.json()["error"]["fields"])
         self.assertEqual(Message.objects.count(), 0)
         self.assertEqual(MessageContent.objects.count(), 0)
+
+    def test_body_above_django_default_limit_accepted(self):
+        """A 2 MB attachment makes a request body above Django's default 2.5 MB (DATA_UPLOAD_MAX_MEMORY_SIZE): it
+        answered 500. The limit is the message limit with base64's 4/3 and room for the JSON around it."""
+        self.assertGreaterEqual(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.MESSAGE_MAX_BYTES * 4 // 3)
+        attachment = {"filename": "big.bin", "content": base64.b64encode(os.urandom(2_000_000)).decode()}
+        response = self.api(self.send_key).post(URL, self.payload(attachments=[attachment]), format="json")
+        self.assertEqual(response.status_code, 202, response.content[:300])
+
+    @override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=100_000)
+    def test_body_over_the_limit_is_413_json(self):
+        attachment = {"filename": "big.bin", "content": base64.b64encode(os.urandom(100_000)).decode()}
+        for url, body in [(URL, self.payload(attachments=[attachment])),
+                          (f"{URL}batch/", {"messages": [self.payload(attachments=[attachment])]})]:  # fmt: skip
+            with self.subTest(url=url):
+                response = self.api(self.send_key).post(url, body, format="json")
+                self.assertEqual(response.status_code, 413, response.content[:300])
+                error = response.json()["error"]
+                self.assertEqual(error["code"], "too_large")
+                self.assertIn("100000 bytes", error["message"])
+        self.assertFalse(Message.objects.exists())
+
+    def test_deeply_nested_json_is_400(self):
+        """1,000 levels of nesting raised RecursionError in the JSON parser (a 500)."""
+        for body in ["[" * 1000 + "]" * 1000, '{"metadata": ' + '{"a": ' * 1000 + "1" + "}" * 1001,
+                     '{"metadata": ' + '{"a": ' * 40 + "1" + "}" * 41]:  # fmt: skip
+            with self.subTest(length=len(body)):
+                response = self.api(self.send_key).post(URL, body, content_type="application/json")
+                self.assertEqual(response.status_code, 400, response.content[:300])
+                self.assertEqual(response.json()["error"]["code"], "parse_error")
+        self.assertEqual(self.api(self.send_key).post(URL, "{", content_type="application/json").status_code, 400)
+        self.assertEqual(self.api(self.send_key).post(URL, "NaN", content_type="application/json").status_code, 400)
+        self.assertFalse(Message.objects.exists())
+
+    def test_line_separators_are_field_errors(self):
+        """U+2028, U+2029, U+0085 in a subject or header value answered 500 (the `email` package's ValueError)."""
+        for char in ("\u2028", "\u2029", "\x85"):
+            for extra, field in [({"subject": f"a{char}b"}, "subject"), ({"headers": {"X-A": f"a{char}b"}}, "headers")]:
+                with self.subTest(char=repr(char), field=field):
+                    response = self.api(self.send_key).post(URL, self.payload(**extra), format="json")
+                    self.assertEqual(response.status_code, 400, response.content)
+                    self.assertIn(field, response.json()["error"]["fields"])
+            response = self.api(self.send_key).post(
+                f"{URL}batch/", {"messages": [self.payload(), self.payload(subject=f"a{char}b")]}, format="json"
+            )
+            self.assertEqual(response.status_code, 400, response.content)
+            self.assertIn("messages[1].subject", response.json()["error"]["fields"])
+        self.assertFalse(Message.objects.exists())
+
+    def test_shape_errors_keyed_like_service_errors(self):
+        """The serializer checks types only; its errors and the service's are keyed alike (`messages[1].to`)."""
+        response = self.api(self.send_key).post(
+            f"{URL}batch/", {"messages": [self.payload(), self.payload(to="not-a-list")]}, format="json"
+        )
+        self.assertEqual(response.status_code, 400, response.content)
+        self.assertEqual(list(response.json()["error"]["fields"]), ["messages[1].to"])
+        response = self.api(self.send_key).post(URL, self.payload(attachments=[{"content": "aGk="}]), format="json")
+        self.assertEqual(list(response.json()["error"]["fields"]), ["attachments[0].filename"])
 
     def test_raw_mime_with_envelope(self):
         raw = "From: app@mail-a.test\r\nTo: x@example.com\r\nSubject: raw\r\n\r\nbody\r\n"
@@ -226,7 +287,7 @@ class MessageAPITest(TenantTestCase):
             f"{URL}batch/", {"messages": [self.payload(), self.payload(send_at=too_far)]}, format="json"
         )
         self.assertEqual(response.status_code, 400, response.content)
-        self.assertIn("send_at", response.json()["error"]["fields"]["messages"]["1"])  # DRF nests per item
+        self.assertIn("messages[1].send_at", response.json()["error"]["fields"])
         self.assertEqual((Message.objects.count(), MessageContent.objects.count()), (0, 0))
         send_at = (timezone.now() + timedelta(days=29)).replace(microsecond=0)
         response = self.api(self.send_key).post(URL, self.payload(send_at=send_at.isoformat()), format="json")
@@ -345,6 +406,24 @@ class QueuesUITest(TenantTestCase):
         self.assertEqual(alice.post(f"/routes/{route.pk}/delete/").status_code, 302)
         self.assertEqual(bob.post("/test-inbox/", {"sender": "a@mail-a.test", "to": "y@example.com"}).status_code, 403)
         self.assertEqual(alice.get("/test-inbox/").status_code, 200)
+
+    def test_test_inbox_form_refuses_line_separators(self):
+        """U+2028 in the Test inbox subject answered 500; it is an error on the field, and nothing is queued."""
+        alice = self.client_for(self.alice)
+        for char in ("\u2028", "\u2029", "\x85"):
+            with self.subTest(char=repr(char)):
+                data = {"sender": "a@mail-a.test", "to": "y@example.com", "subject": f"Hi{char}there", "text": "t"}
+                response = alice.post("/test-inbox/", data)
+                self.assertEqual(response.status_code, 400)
+                self.assertIn("line separator", response.context["form"].errors["subject"][0])
+        response = alice.post("/test-inbox/", {"sender": "a@elsewhere.test", "to": "y@example.com", "subject": "s",
+                                               "text": "t"})  # fmt: skip
+        self.assertIn("not a sending domain", response.context["form"].errors["sender"][0])  # `from` is `sender` here
+        self.assertFalse(Message.objects.exists())
+        response = alice.post("/test-inbox/", {"sender": "a@mail-a.test", "to": "y@example.com", "subject": "Hi",
+                                               "text": "t"})  # fmt: skip
+        self.assertEqual(response.status_code, 302)
+        self.assertEqual(Message.objects.get().rcpt_to, "y@example.com")
 
     def test_held_message_released_in_the_ui(self):
         [m] = accept_messages(

@@ -9,7 +9,7 @@ from django.test import override_settings
 
 from deliveryhub.testing.cases import TenantTestCase
 from queues import services
-from queues.choices import EventKind, MessageStatus
+from queues.choices import EventKind, MessagePriority, MessageStatus
 from queues.mime import normalize_address, normalize_raw
 from queues.models import Message, MessageContent, MessageEvent, Suppression
 from queues.services import Submission
@@ -79,7 +79,7 @@ class AcceptTest(TenantTestCase):
         m = Message.objects.get(rcpt_to="a@x.example")
         self.assertEqual(m.status, MessageStatus.QUEUED)
         self.assertEqual(m.rcpt_domain, "x.example")
-        self.assertTrue(m.mail_from.endswith("@" + services.return_path_host(self.domain)))
+        self.assertTrue(m.mail_from.endswith("@" + self.domain.return_path_host))
         self.assertEqual(Message.uuid_from_verp(m.mail_from), m.uuid)
         self.assertEqual(MessageEvent.objects.filter(kind=EventKind.ACCEPTED).count(), 4)
 
@@ -167,5 +167,130 @@ class AcceptTest(TenantTestCase):
                 services.accept_messages(self.tenant_a, Submission(raw=raw, envelope_to=["x@example.com"]))
 
     def test_normalize_raw_crlf_dot(self):
-        data, _ = normalize_raw(b"From: a@mail-a.test\n\nx\n.\r\nMAIL FROM:<e@evil>\n")
+        data = normalize_raw(b"From: a@mail-a.test\n\nx\n.\r\nMAIL FROM:<e@evil>\n").data
         self.assertEqual(data.count(b"\r\n.\r\n"), 1)  # kept as a body line: the sender dot-stuffs it
+
+    def test_structured_message_is_seven_bit(self):
+        """Non-ASCII in every field of a structured message goes out encoded (RFC 2047 headers, RFC 2231 file names,
+        quoted-printable or base64 bodies), so a peer without SMTPUTF8 or 8BITMIME can take it as it is (the `email`
+        package wrote such bodies as raw 8bit)."""
+        accepted = self.accept(
+            sender="Jürgen Müller <app@mail-a.test>",
+            to=["Zoë <zoe@example.com>"],
+            subject="Grüße – 你好",
+            headers={"X-Note": "naïve café"},
+            text="Grüße aus Köln\n",
+            html="<p>你好</p>",
+            attachments=[{"filename": "Prüfung.pdf", "content": "aGk="}],
+        )
+        data = bytes(accepted.messages[0].content.raw)
+        data.decode("ascii")
+        msg = parse(data)
+        self.assertEqual(str(msg["Subject"]), "Grüße – 你好")
+        self.assertEqual(str(msg["X-Note"]), "naïve café")
+        self.assertEqual(msg.get_body(("plain",)).get_content().replace("\r\n", "\n"), "Grüße aus Köln\n")
+        self.assertEqual(next(msg.iter_attachments()).get_filename(), "Prüfung.pdf")
+        content = MessageContent.objects.get()
+        self.assertEqual((content.subject, content.from_header), ("Grüße – 你好", "Jürgen Müller <app@mail-a.test>"))
+
+    def test_encoded_word_injection_refused_nothing_stored(self):
+        """`=?utf-8?b?…?=` decoding to CR/LF became a real `Bcc:` header line with the `email` package."""
+        evil = "=?utf-8?b?" + base64.b64encode(b"Hi\r\nBcc: victim@evil.example").decode() + "?="
+        for fields, key in [
+            ({"subject": evil}, "subject"),
+            ({"headers": {"X-A": evil}}, "headers"),
+            ({"sender": f"{evil} <app@mail-a.test>"}, "from"),
+            ({"to": [f"{evil} <a@x.example>"]}, "to"),
+        ]:
+            with self.subTest(field=key), self.assertRaises(ValidationError) as caught:
+                self.accept(**fields)
+            self.assertIn(key, caught.exception.message_dict)
+        self.assertEqual((Message.objects.count(), MessageContent.objects.count()), (0, 0))
+
+    def test_line_separators_refused(self):
+        """U+2028, U+2029 and U+0085 are line breaks to Python's `str.splitlines()`: the `email` package raised
+        ValueError on them (a 500); they are a field error, and nothing is stored."""
+        for char in ("\u2028", "\u2029", "\x85"):
+            for fields, key in [
+                ({"subject": f"a{char}b"}, "subject"),
+                ({"headers": {"X-A": f"a{char}b"}}, "headers"),
+                ({"sender": f"A{char}B <app@mail-a.test>"}, "from"),
+            ]:
+                with self.subTest(char=repr(char), field=key), self.assertRaises(ValidationError) as caught:
+                    self.accept(**fields)
+                self.assertIn(key, caught.exception.message_dict)
+        self.assertFalse(Message.objects.exists())
+
+    def test_raw_and_structured_rules_live_in_the_service(self):
+        """Rules the API serializer used to hold, now for every caller: raw MIME goes with an envelope and without
+        structured fields; envelope addresses are bounded."""
+        raw = b"From: a@mail-a.test\r\nSubject: x\r\n\r\nbody\r\n"
+        for fields, key in [
+            ({"raw": raw}, "envelope"),
+            ({"raw": raw, "envelope_to": []}, "envelope"),
+            ({"raw": raw, "envelope_to": ["x@example.com"], "to": ["y@example.com"]}, "raw"),
+            ({"raw": raw, "envelope_to": ["N" * 400 + " <x@example.com>"]}, "envelope.to"),
+            ({"raw": raw.decode() + "\ud800", "envelope_to": ["x@example.com"]}, "raw"),
+        ]:
+            with self.subTest(key=key), self.assertRaises(ValidationError) as caught:
+                services.accept_messages(self.tenant_a, Submission(**fields))
+            self.assertIn(key, caught.exception.message_dict)
+        self.assertFalse(Message.objects.exists())
+
+    def test_unstorable_metadata_and_tag_refused(self):
+        """NUL and unpaired surrogates: PostgreSQL's jsonb and text columns refuse them (a 500 at the INSERT)."""
+        for fields, key in [
+            ({"metadata": {"a": "x\x00y"}}, "metadata"),
+            ({"metadata": {"k\ud800": 1}}, "metadata"),
+            ({"metadata": {"a": [{"b": "\udc00"}]}}, "metadata"),
+            ({"tag": "t\ud800"}, "tag"),
+        ]:
+            with self.subTest(fields=repr(fields)), self.assertRaises(ValidationError) as caught:
+                self.accept(**fields)
+            self.assertIn(key, caught.exception.message_dict)
+        self.assertFalse(Message.objects.exists())
+        [message] = self.accept(metadata={"emoji": "😀", "nested": {"list": [1, "two"]}}).messages
+        message.refresh_from_db()
+        self.assertEqual(message.metadata, {"emoji": "😀", "nested": {"list": [1, "two"]}})
+
+    def test_rows_written_in_bulk_read_back(self):
+        """The plain-row INSERTs (queues/bulk.py) store what bulk_create stored: every column, ids that link."""
+        import datetime
+
+        from django.utils import timezone
+
+        send_at = timezone.now() + datetime.timedelta(hours=2)
+        Suppression.objects.create(tenant=self.tenant_a, address="gone@x.example", reason="hard_bounce")
+        accepted = services.accept_messages(
+            self.tenant_a,
+            [
+                Submission(
+                    sender="app@mail-a.test",
+                    to=["a@x.example", "gone@x.example"],
+                    text="one",
+                    tag="t1",
+                    metadata={"n": 1},
+                    send_at=send_at,
+                ),
+                Submission(
+                    sender="app@mail-a.test", to=["b@y.example"], text="two", priority=MessagePriority.MARKETING
+                ),
+            ],
+        )
+        self.assertEqual([m.pk for m in accepted.messages], [m.pk for m in Message.objects.order_by("pk")])
+        first, gone, second = (Message.objects.select_related("content").get(pk=m.pk) for m in accepted.messages)
+        self.assertEqual(
+            (first.tag, first.metadata, first.send_at, first.next_attempt_at), ("t1", {"n": 1}, send_at, send_at)
+        )
+        self.assertEqual((first.status, gone.status, second.status), ("queued", "suppressed", "queued"))
+        self.assertEqual(first.content_id, gone.content_id)
+        self.assertNotEqual(first.content_id, second.content_id)
+        self.assertEqual(second.priority, MessagePriority.MARKETING)
+        self.assertIn(b"two", bytes(second.content.raw))
+        self.assertEqual(second.content.size, len(bytes(second.content.raw)))
+        self.assertEqual(Message.uuid_from_verp(second.mail_from), second.uuid)
+        self.assertEqual(
+            sorted(MessageEvent.objects.values_list("message_id", "kind")),
+            sorted([(first.pk, "accepted"), (gone.pk, "suppressed"), (second.pk, "accepted")]),
+        )
+        self.assertEqual(str(accepted.response["results"][1]["messages"][0]["id"]), str(second.uuid))

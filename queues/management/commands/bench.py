@@ -1,18 +1,20 @@
 """
-`manage.py bench` (`make bench`): the delivery pipeline end to end on this machine, and the raw SMTP limit.
+`manage.py bench` (`make bench`): intake, then the delivery pipeline end to end on this machine, and the raw SMTP limit.
 
-Everything runs against a throw-away SQLite database and Redis database under a temporary directory (this
-command re-runs itself with that environment), so the development database is never touched:
+Everything runs against a throw-away SQLite (or BENCH_DATABASE_URL) database and Redis database under a temporary
+directory (this command re-runs itself with that environment), so the development database is never touched:
 
-1. intake: N single-recipient messages of ~5 KB through the real API (`POST /api/v1/messages/batch/`);
-2. delivery: two worker processes (`rqworker delivery-bench`, DeliveryWorker) and the scheduler, DKIM RSA-2048,
-   two source IPs (127.0.0.2, 127.0.0.3), to Postfix's `smtp-sink` on loopback via a route;
+1. intake, measured on its own (`queues/intake_bench.py`; alone with `--intake-only`, `make bench-intake`): batch
+   intake in process and over HTTP (gunicorn), single-message response times with 20 clients, with their targets;
+2. delivery: N single-recipient messages of ~5 KB taken in through the API (`POST /api/v1/messages/batch/`), then
+   two worker processes (`rqworker delivery-bench`, DeliveryWorker) and the scheduler, DKIM RSA-2048, two source
+   IPs (127.0.0.2, 127.0.0.3), to Postfix's `smtp-sink` on loopback via a route;
 3. the raw limit: `smtp-source -d` into the same sink with the same message size;
 4. again, against an aiosmtpd sink (own process) that waits 50 ms before its RCPT and end-of-data replies.
 
-Prints intake rate, delivery rate, p50/p99 accept-to-delivered latency, peak worker memory and the CPU time per
-message of the workers, the scheduler and the sink (which shares this machine: aiosmtpd's costs about a millisecond
-a message, smtp-sink a tenth of that); last line: `delivery <X> msg/s = <Y>% of raw SMTP <Z> msg/s`.
+Prints the intake figures, then delivery rate, p50/p99 accept-to-delivered latency, peak worker memory and the CPU
+time per message of the workers, the scheduler and the sink (which shares this machine: aiosmtpd's costs about a
+millisecond a message, smtp-sink a tenth of that); last line: `delivery <X> msg/s = <Y>% of raw SMTP <Z> msg/s`.
 """
 
 import json
@@ -28,10 +30,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from queues import intake_bench
+
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 BODY_BYTES = 5 * 1024  # message size
-INTAKE_CHUNK = 500  # messages per API request
 LATENCY_SINK_DELAY = 0.05  # seconds before RCPT and end-of-data replies in the second run
 NODE = "bench"
 SCHEDULE_EVERY = 1.0  # seconds between scheduler runs during the benchmark
@@ -91,13 +94,18 @@ class Command(BaseCommand):
         parser.add_argument("--messages", type=int, default=20000)
         parser.add_argument("--latency-messages", type=int, default=5000, help="messages for the 50 ms run (0: skip)")
         parser.add_argument("--workers", type=int, default=2)
+        parser.add_argument("--intake-only", action="store_true", help="only the intake figures (no SMTP sink needed)")
+        parser.add_argument("--intake-messages", type=int, default=10000, help="messages for each batch intake run")
+        parser.add_argument("--intake-requests", type=int, default=3000, help="single-message requests (20 clients)")
         parser.add_argument("--run", help=argparse_suppress())  # internal: the inner run's work directory
 
-    def handle(self, *args, messages, latency_messages, workers, run=None, **options):
+    def handle(self, *args, messages, latency_messages, workers, intake_only, intake_messages, intake_requests,
+               run=None, **options):  # fmt: skip
+        self.intake_args = {"batch_count": intake_messages, "single_count": intake_requests, "intake_only": intake_only}
         if run:
             return self.inner(Path(run), messages, latency_messages, workers)
         for tool in (SMTP_SINK, SMTP_SOURCE):
-            if not Path(tool).exists():
+            if not intake_only and not Path(tool).exists():
                 raise CommandError(f"{tool} is missing: install Postfix (apt-get install postfix).")
         workdir = Path(tempfile.mkdtemp(prefix="deliveryhub-bench-"))
         # Production mode (DEBUG off), as deployed: with DEBUG on, Django records every SQL query in memory.
@@ -121,7 +129,8 @@ class Command(BaseCommand):
         try:
             cmd = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bench", "--run", str(workdir),
                    "--messages", str(messages), "--latency-messages", str(latency_messages),
-                   "--workers", str(workers)]  # fmt: skip
+                   "--workers", str(workers), "--intake-messages", str(intake_messages),
+                   "--intake-requests", str(intake_requests), *(["--intake-only"] if intake_only else [])]  # fmt: skip
             done = subprocess.run(cmd, env=env, cwd=settings.BASE_DIR)
             if done.returncode:
                 raise CommandError(f"The benchmark failed (exit {done.returncode}); files kept in {workdir}")
@@ -140,7 +149,8 @@ class Command(BaseCommand):
 
         from deliveryhub import services as core
         from deliveryhub.choices import Role
-        from queues.models import Route
+        from queues.choices import MessageStatus
+        from queues.models import Message, Route
         from queues.testing import make_sending_domain, make_sending_ips
 
         call_command("migrate", verbosity=0)
@@ -150,6 +160,14 @@ class Command(BaseCommand):
         make_sending_ips(("127.0.0.2", "127.0.0.3"), node_name=NODE)
         _, key = core.create_api_key(tenant=tenant, name="bench", role=Role.ADMIN)
 
+        for line in intake_bench.run(workdir, key, batch_count=self.intake_args["batch_count"],
+                                     single_count=self.intake_args["single_count"], body_bytes=BODY_BYTES,
+                                     free_port=free_port):  # fmt: skip
+            self.stdout.write(line)
+        if self.intake_args["intake_only"]:
+            return
+        # The intake runs' messages are not the delivery runs' work: the scheduler must leave them alone.
+        Message.objects.filter(tag__startswith=intake_bench.TAG_PREFIX).update(status=MessageStatus.CANCELLED)
         port = free_port()
         sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", "-m", str(SINK_MAX_CONNECTIONS), f"127.0.0.1:{port}",
                                  str(SINK_BACKLOG)], stderr=subprocess.DEVNULL)  # fmt: skip
@@ -185,24 +203,6 @@ class Command(BaseCommand):
                        check=True, stdout=subprocess.DEVNULL)  # fmt: skip
         return count / (time.monotonic() - started)
 
-    def intake(self, key, count, tag):
-        from rest_framework.test import APIClient
-
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-        body = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 100)[: BODY_BYTES - 600]
-        started = time.monotonic()
-        for start in range(0, count, INTAKE_CHUNK):
-            batch = [
-                {"from": "Bench <bench@bench.example>", "to": [f"user{i}@dest{i % 4}.example"], "subject": f"Bench {i}",
-                 "text": body, "tag": tag}
-                for i in range(start, min(count, start + INTAKE_CHUNK))
-            ]  # fmt: skip
-            response = client.post("/api/v1/messages/batch/", {"messages": batch}, format="json")
-            if response.status_code != 202:
-                raise CommandError(f"Intake failed: {response.status_code} {response.content[:500]!r}")
-        return count / (time.monotonic() - started)
-
     def run_once(self, workdir, key, count, worker_count, tag, sink_pid):
         from django.db.models import Max
         from django.utils import timezone
@@ -218,7 +218,8 @@ class Command(BaseCommand):
                              stdout=open(workdir / f"worker-{tag}-{n}.log", "w"), stderr=subprocess.STDOUT)
             for n in range(worker_count)
         ]  # fmt: skip
-        intake_rate = self.intake(key, count, tag)  # meanwhile the workers start and wait
+        # Meanwhile the workers start and wait.
+        intake_bench.batch_in_process(key, count, intake_bench.message_body(BODY_BYTES - 600), tag)
         messages = Message.objects.filter(tag=tag)
         started, started_at = time.monotonic(), timezone.now()
         deadline = started + TIMEOUT_SECONDS
@@ -250,7 +251,6 @@ class Command(BaseCommand):
         )
         return {
             "messages": count,
-            "intake_rate": intake_rate,
             "delivery_rate": count / elapsed,
             "p50": latencies[len(latencies) // 2],
             "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
@@ -267,7 +267,7 @@ class Command(BaseCommand):
 
     def report(self, label, r):
         self.stdout.write(
-            f"{label}: {r['messages']} messages · intake {r['intake_rate']:.0f} msg/s · delivery "
+            f"{label}: {r['messages']} messages · delivery "
             f"{r['delivery_rate']:.0f} msg/s · accept→delivered p50 {r['p50']:.1f} s, p99 {r['p99']:.1f} s · "
             f"peak worker memory {r['peak_worker_mb']:.0f} MB · CPU per message: workers {r['worker_cpu_ms']:.2f} ms, "
             f"scheduler {r['scheduler_cpu_ms']:.2f} ms, sink {r['sink_cpu_ms']:.2f} ms"
