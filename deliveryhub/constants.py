@@ -25,3 +25,4 @@ OTP_RECOVERY_CODE_COUNT = 10  # recovery codes issued at enrolment and on regene
 OTP_TOTP_DEVICE_NAME = "Authenticator app"
 OTP_RECOVERY_DEVICE_NAME = "Recovery codes"
 JSON_MAX_DEPTH = 32  # levels of nesting an API request body may have (deeper is a 400)
+API_KEY_LAST_USED_EVERY = 60  # seconds: a key's last_used (and address) is written at most this often

@@ -11,6 +11,9 @@ and one statement inserts as many rows as the backend takes parameters, returnin
 
 from django.db import connection
 
+ROWS_PER_STATEMENT = 500  # at most, and as many as the backend's parameter limit allows (SQLite: 999 per Django)
+PARAMS_MAX = 65535  # PostgreSQL's limit of parameters per statement (Django reports none)
+
 
 def insert(objs):
     """INSERT the new objects `objs` (one model); sets their primary keys. Within the caller's transaction."""
@@ -24,7 +27,7 @@ def insert(objs):
     placeholders = f"({', '.join(['%s'] * len(fields))})"
     head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES "
     returning = f" RETURNING {quote(meta.pk.column)}"
-    per_statement = max(1, connection.features.max_query_params // len(fields))
+    per_statement = max(1, min(ROWS_PER_STATEMENT, (connection.features.max_query_params or PARAMS_MAX) // len(fields)))
     with connection.cursor() as cursor:
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]

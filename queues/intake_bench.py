@@ -12,7 +12,9 @@ throw-away database, with ~5 KB single-recipient structured messages as an appli
    (`POST /api/v1/messages/`), to the same gunicorn: p50/p95/p99 of the response time.
 
 Request bodies are encoded before the clock starts; the HTTP client is one asyncio loop (about 50 µs of CPU a
-request), so what is timed is the server's work.
+request), so what is timed is the server's work. Each figure comes with the CPU time it cost per message (Django's
+processes, and PostgreSQL's backends when the database is PostgreSQL) and the load average when it started: on a
+machine shared with other work the rates follow the load, the CPU per message much less.
 """
 
 import asyncio
@@ -25,6 +27,8 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
+from django.test import Client
 
 BATCH_TARGET = 1500  # msg/s through /api/v1/messages/batch/ (issue 11)
 SINGLE_P95_TARGET_MS = 50  # p95 of POST /api/v1/messages/ with SINGLE_CLIENTS clients (issue 11)
@@ -56,18 +60,58 @@ def batch_bodies(count, body, tag, start=0):
     ]
 
 
+def cpu_seconds(pid):
+    """CPU time (user + system) a process has used so far, or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_pids():
+    """The PostgreSQL backends serving this database (they run on this machine in the bench); none for SQLite."""
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+class Meter:
+    """Wall time, and the CPU time of Django's processes and of the database's, over a `with` block."""
+
+    def __init__(self, django_pids):
+        self.django_pids = django_pids  # callable: the pids doing Django's work
+
+    def __enter__(self):
+        self.load = os.getloadavg()[0]
+        self.before = {pid: cpu_seconds(pid) or 0.0 for pid in [*self.django_pids(), *database_pids()]}
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.elapsed = time.monotonic() - self.started
+        self.django_cpu = sum((cpu_seconds(pid) or 0.0) - self.before.get(pid, 0.0) for pid in self.django_pids())
+        self.database_cpu = sum((cpu_seconds(pid) or 0.0) - self.before.get(pid, 0.0) for pid in database_pids())
+
+    def cpu_per(self, count):
+        text = f"CPU {1000 * self.django_cpu / count:.2f} ms Django"
+        if connection.vendor == "postgresql":
+            text += f" + {1000 * self.database_cpu / count:.2f} ms PostgreSQL"
+        return f"{text} a message, load average {self.load:.1f}"
+
+
 def batch_in_process(key, count, body, tag):
     """Messages a second through Django's handler in this process (Django's test client: no HTTP, no thread)."""
-    from django.test import Client
-
     client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
     bodies = batch_bodies(count, body, tag)
-    started = time.monotonic()
-    for data in bodies:
-        response = client.post("/api/v1/messages/batch/", data, content_type="application/json")
-        if response.status_code != 202:
-            raise RuntimeError(f"Intake failed: {response.status_code} {response.content[:500]!r}")
-    return count / (time.monotonic() - started)
+    with Meter(lambda: [os.getpid()]) as meter:
+        for data in bodies:
+            response = client.post("/api/v1/messages/batch/", data, content_type="application/json")
+            if response.status_code != 202:
+                raise RuntimeError(f"Intake failed: {response.status_code} {response.content[:500]!r}")
+    return count / meter.elapsed, meter
 
 
 class Gunicorn:
@@ -136,26 +180,26 @@ async def _closed_loop(port, path, bodies, key, clients):
     return times
 
 
-def batch_http(port, key, count, body, tag):
+def batch_http(server, key, count, body, tag):
     """Messages a second through gunicorn, BATCH_CLIENTS clients posting batches at once."""
     bodies = batch_bodies(count, body, tag)
-    started = time.monotonic()
-    asyncio.run(_closed_loop(port, "/api/v1/messages/batch/", bodies, key, BATCH_CLIENTS))
-    return count / (time.monotonic() - started)
+    with Meter(lambda: server.workers) as meter:
+        asyncio.run(_closed_loop(server.port, "/api/v1/messages/batch/", bodies, key, BATCH_CLIENTS))
+    return count / meter.elapsed, meter
 
 
-def single_latency(port, key, count, body, tag):
+def single_latency(server, key, count, body, tag):
     """Response times of `count` single-message POSTs from SINGLE_CLIENTS clients at once (after a warm-up)."""
     path = "/api/v1/messages/"
     warmup = [json.dumps(message(i, body, tag)).encode() for i in range(SINGLE_WARMUP)]
-    asyncio.run(_closed_loop(port, path, warmup, key, SINGLE_CLIENTS))
+    asyncio.run(_closed_loop(server.port, path, warmup, key, SINGLE_CLIENTS))
     bodies = [json.dumps(message(SINGLE_WARMUP + i, body, tag)).encode() for i in range(count)]
-    started = time.monotonic()
-    times = sorted(asyncio.run(_closed_loop(port, path, bodies, key, SINGLE_CLIENTS)))
-    elapsed = time.monotonic() - started
+    with Meter(lambda: server.workers) as meter:
+        times = sorted(asyncio.run(_closed_loop(server.port, path, bodies, key, SINGLE_CLIENTS)))
     return {
+        "meter": meter,
         "requests": count,
-        "rate": count / elapsed,
+        "rate": count / meter.elapsed,
         "p50": 1000 * statistics.median(times),
         "p95": 1000 * times[int(len(times) * 0.95)],
         "p99": 1000 * times[int(len(times) * 0.99)],
@@ -166,21 +210,22 @@ def single_latency(port, key, count, body, tag):
 def run(workdir, key, *, batch_count, single_count, body_bytes, free_port):
     """All three figures; returns the lines to print."""
     body = message_body(body_bytes - 600)  # headers and JSON around it make up the rest
-    in_process = batch_in_process(key, batch_count, body, TAG_PREFIX + "in-process")
+    in_process, in_process_meter = batch_in_process(key, batch_count, body, TAG_PREFIX + "in-process")
     with Gunicorn(workdir, free_port()) as server:
         workers = len(server.workers)
-        over_http = batch_http(server.port, key, batch_count, body, TAG_PREFIX + "http")
-        single = single_latency(server.port, key, single_count, body, TAG_PREFIX + "single")
+        over_http, http_meter = batch_http(server, key, batch_count, body, TAG_PREFIX + "http")
+        single = single_latency(server, key, single_count, body, TAG_PREFIX + "single")
     database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     verdict = {True: "met", False: "MISSED"}
     return [
         f"intake ({database}, {body_bytes} B structured messages, target batch >= {BATCH_TARGET} msg/s, "
         f"single p95 < {SINGLE_P95_TARGET_MS} ms with {SINGLE_CLIENTS} clients):",
         f"  batch in process (1 client, {BATCH_SIZE} a request): {batch_count} messages, {in_process:.0f} msg/s "
-        f"[{verdict[in_process >= BATCH_TARGET]}]",
+        f"[{verdict[in_process >= BATCH_TARGET]}] ({in_process_meter.cpu_per(batch_count)})",
         f"  batch over HTTP (gunicorn, {workers} workers, {BATCH_CLIENTS} clients): {batch_count} messages, "
-        f"{over_http:.0f} msg/s [{verdict[over_http >= BATCH_TARGET]}]",
+        f"{over_http:.0f} msg/s [{verdict[over_http >= BATCH_TARGET]}] ({http_meter.cpu_per(batch_count)})",
         f"  single over HTTP ({SINGLE_CLIENTS} clients): {single['requests']} requests, {single['rate']:.0f} req/s, "
         f"p50 {single['p50']:.1f} ms, p95 {single['p95']:.1f} ms, p99 {single['p99']:.1f} ms, max "
-        f"{single['max']:.0f} ms [{verdict[single['p95'] < SINGLE_P95_TARGET_MS]}]",
+        f"{single['max']:.0f} ms [{verdict[single['p95'] < SINGLE_P95_TARGET_MS]}] "
+        f"({single['meter'].cpu_per(single_count)})",
     ]

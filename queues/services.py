@@ -93,7 +93,8 @@ def sending_domain_for(tenant, domain_name, field_name="from"):
         domain_name = normalise_domain_name(domain_name)  # stored in IDNA form: bücher.example → xn--bcher-kva.example
     except ValidationError:
         pass  # not a domain at all: answered as "not a sending domain" below
-    domain = SendingDomain.objects.filter(tenant=tenant, name__iexact=domain_name).first()
+    # Names are stored normalised: an exact match on the (tenant, name) unique index.
+    domain = SendingDomain.objects.filter(tenant=tenant, name=domain_name).first()
     if domain is None:
         raise ValidationError(
             {field_name: f"{domain_name} is not a sending domain of this tenant: add and verify it under Domains."}

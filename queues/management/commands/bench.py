@@ -68,15 +68,6 @@ def wait_port(port, timeout=10):
     raise CommandError(f"Nothing listens on 127.0.0.1:{port}")
 
 
-def cpu_seconds(pid):
-    """CPU time (user + system) a process has used so far, or None when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def peak_rss_mb(pid):
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -224,7 +215,7 @@ class Command(BaseCommand):
         started, started_at = time.monotonic(), timezone.now()
         deadline = started + TIMEOUT_SECONDS
         peaks = {}
-        cpu_before = {pid: cpu_seconds(pid) or 0.0 for pid in [proc.pid for proc in workers] + [sink_pid]}
+        cpu_before = {pid: intake_bench.cpu_seconds(pid) or 0.0 for pid in [proc.pid for proc in workers] + [sink_pid]}
         own_before = time.process_time()  # this process schedules (dequeuer.schedule) and polls
         try:
             while time.monotonic() < deadline:
@@ -238,8 +229,8 @@ class Command(BaseCommand):
                 raise CommandError(f"Not all messages delivered after {TIMEOUT_SECONDS}s: {self.states(messages)}")
             # Until the last delivery, not until this loop noticed it (up to SCHEDULE_EVERY later).
             elapsed = (messages.aggregate(last=Max("delivered_at"))["last"] - started_at).total_seconds()
-            worker_cpu = sum((cpu_seconds(proc.pid) or 0.0) - cpu_before[proc.pid] for proc in workers)
-            sink_cpu = (cpu_seconds(sink_pid) or 0.0) - cpu_before[sink_pid]
+            worker_cpu = sum((intake_bench.cpu_seconds(proc.pid) or 0.0) - cpu_before[proc.pid] for proc in workers)
+            sink_cpu = (intake_bench.cpu_seconds(sink_pid) or 0.0) - cpu_before[sink_pid]
             scheduler_cpu = time.process_time() - own_before
         finally:
             for proc in workers:
