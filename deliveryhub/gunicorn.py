@@ -8,6 +8,8 @@ forked (less memory, faster restarts); database connections are opened in the wo
 
 import multiprocessing
 
+from django.db import connections
+
 from deliveryhub.settings import env_int, env_str
 
 bind = env_str("DELIVERYHUB_WEB_BIND", "127.0.0.1:8000")  # host:port (or unix:/path) the web server listens on
@@ -18,3 +20,8 @@ max_requests = env_int("DELIVERYHUB_WEB_MAX_REQUESTS", 10000)  # a worker is rep
 max_requests_jitter = max_requests // 10 if max_requests else 0
 preload_app = True
 accesslog = env_str("DELIVERYHUB_WEB_ACCESS_LOG", None)  # "-" for stdout; off by default
+
+
+def pre_fork(server, worker):
+    """No database connection crosses a fork: two processes on one connection would corrupt it."""
+    connections.close_all()

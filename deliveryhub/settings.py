@@ -190,11 +190,12 @@ WSGI_APPLICATION = "deliveryhub.wsgi.application"
 
 # Database: DATABASE_URL (postgres://… in production and CI), SQLite under var/ by default.
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'deliveryhub.sqlite3'}")
-# Connections are kept for DATABASE_CONN_MAX_AGE seconds (checked before reuse): opening one per request cost a
-# PostgreSQL backend start each time, longer than a single-message POST's own work.
+# In production, connections are kept for DATABASE_CONN_MAX_AGE seconds (checked before reuse): opening one per
+# request cost a PostgreSQL backend start each time, longer than a single-message POST's own work. Not in
+# development: runserver handles each request in a new thread, which would leave its connection behind.
 DATABASES = {
     "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60), conn_health_checks=True
+        DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60 if PRODUCTION else 0), conn_health_checks=True
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -22,7 +22,7 @@ def insert(objs):
     meta = type(objs[0])._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
-    converters = [(field.attname, _converter(field)) for field in fields]
+    converters = [(field.attname, converter(field)) for field in fields]
     rows = [[prep(getattr(obj, name)) for name, prep in converters] for obj in objs]
     placeholders = f"({', '.join(['%s'] * len(fields))})"
     head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES "
@@ -39,7 +39,7 @@ def insert(objs):
         obj._state.db = connection.alias
 
 
-def _converter(model_field):
+def converter(model_field):
     """`model_field`'s value-to-database conversion, each distinct (hashable) value converted once."""
     converted = {}
 

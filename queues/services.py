@@ -297,7 +297,8 @@ def _suppressed(tenant, addresses):
     found = set()
     for start in range(0, len(addresses), BULK_BATCH):
         chunk = addresses[start : start + BULK_BATCH]
-        found.update(Suppression.objects.filter(tenant=tenant, address__in=chunk).values_list("address", flat=True))
+        rows = Suppression.objects.filter(tenant=tenant, address__in=chunk).order_by().values_list("address", flat=True)
+        found.update(rows)
     return found
 
 

@@ -136,6 +136,54 @@ class MessageAPITest(TenantTestCase):
         response = self.api(self.send_key).post(URL, self.payload(attachments=[{"content": "aGk="}]), format="json")
         self.assertEqual(list(response.json()["error"]["fields"]), ["attachments[0].filename"])
 
+    def test_query_counts_pinned(self):
+        """A message costs a fixed number of queries, and a batch of 30 the same as a batch of 5: key, sending domain,
+        suppression list, one INSERT per table (rows in bulk). The key's last_used is written once a minute."""
+        api = self.api(self.send_key)
+        self.assertEqual(api.post(URL, self.payload(), format="json").status_code, 202)  # marks last_used
+        # key; domain; then in one transaction (a savepoint inside the test's): suppressions, 3 INSERTs
+        with self.assertNumQueries(8):
+            self.assertEqual(api.post(URL, self.payload(), format="json").status_code, 202)
+        for count in (5, 30):  # (SQLite takes 38 message rows an INSERT, PostgreSQL 500)
+            batch = {"messages": [self.payload(to=[f"r{i}@example.com"]) for i in range(count)]}
+            with self.subTest(count=count), self.assertNumQueries(8):
+                self.assertEqual(api.post(f"{URL}batch/", batch, format="json").status_code, 202)
+
+    def test_direct_shape_path_matches_drf(self):
+        """The serializer's direct path for well-typed messages gives what DRF's field-by-field run gives; anything
+        else (a number for a string, a blank address, a bad date…) is left to DRF, whose errors the client gets."""
+        from rest_framework import serializers as drf
+
+        from queues.api.serializers import MessageSubmitSerializer, _direct_shape
+
+        def drf_shape(data):
+            return plain(drf.Serializer.to_internal_value(MessageSubmitSerializer(), data))
+
+        def plain(value):
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return [plain(v) for v in value] if isinstance(value, list) else value
+
+        valid = [
+            self.payload(),
+            {"from": "a@mail-a.test", "to": ["x@example.com"]},
+            self.payload(cc=["c@example.com"], bcc=["d@example.com"], reply_to=["r@example.com"], html="<p>h</p>",
+                         headers={"X-A": "1", "X-B": ""}, priority="marketing", ip_pool="pool-1",
+                         send_at="2030-01-02T03:04:05+02:00", extra_key="ignored", subject="",
+                         attachments=[{"filename": "a.txt", "content": ""},
+                                      {"filename": "b.csv", "content_type": "text/csv", "content": "aGk=", "x": 1}]),
+            {"raw": "From: a@mail-a.test\r\n\r\nx", "raw_encoding": "base64", "envelope": {"to": []}},
+        ]  # fmt: skip
+        for data in valid:
+            with self.subTest(data=str(data)[:80]):
+                self.assertEqual(_direct_shape(data), drf_shape(data))
+        for bad in [{"to": "x@example.com"}, {"to": [""]}, {"to": [5]}, {"subject": None}, {"subject": 5},
+                    {"from": ""}, {"headers": {"X": 1}}, {"attachments": [{"content": "x"}]}, {"priority": "urgent"},
+                    {"priority": []}, {"send_at": "soon"}, {"send_at": ""}, {"ip_pool": " pool "}, {"ip_pool": ""},
+                    {"raw_encoding": "hex"}, {"envelope": {"to": "x"}}, {"metadata": []}, []]:  # fmt: skip
+            with self.subTest(bad=bad):
+                self.assertIsNone(_direct_shape(bad))
+
     def test_raw_mime_with_envelope(self):
         raw = "From: app@mail-a.test\r\nTo: x@example.com\r\nSubject: raw\r\n\r\nbody\r\n"
         response = self.api(self.send_key).post(URL, {"raw": raw, "envelope": {"to": ["x@example.com"]}},
