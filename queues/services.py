@@ -35,7 +35,7 @@ from .models import IdempotencyKey, Message, MessageContent, MessageEvent, Route
 
 logger = logging.getLogger(__name__)
 
-BULK_BATCH = 500  # rows per INSERT in bulk_create
+SUPPRESSION_LOOKUP_CHUNK = 500  # addresses per suppression-list query (SQLite takes 999 parameters)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and unpaired surrogates: no database column takes them
 
 
@@ -295,8 +295,8 @@ def _suppressed(tenant, addresses):
     """The addresses (lower case) on the tenant's suppression list, asked in chunks (SQLite's variable limit)."""
     addresses = sorted(addresses)
     found = set()
-    for start in range(0, len(addresses), BULK_BATCH):
-        chunk = addresses[start : start + BULK_BATCH]
+    for start in range(0, len(addresses), SUPPRESSION_LOOKUP_CHUNK):
+        chunk = addresses[start : start + SUPPRESSION_LOOKUP_CHUNK]
         rows = Suppression.objects.filter(tenant=tenant, address__in=chunk).order_by().values_list("address", flat=True)
         found.update(rows)
     return found

@@ -294,3 +294,11 @@ class AcceptTest(TenantTestCase):
             sorted([(first.pk, "accepted"), (gone.pk, "suppressed"), (second.pk, "accepted")]),
         )
         self.assertEqual(str(accepted.response["results"][1]["messages"][0]["id"]), str(second.uuid))
+
+    @override_settings(MESSAGE_MAX_RECIPIENTS=1500)
+    def test_suppression_list_asked_in_chunks(self):
+        Suppression.objects.create(tenant=self.tenant_a, address="u1234@x.example", reason="hard_bounce")
+        accepted = self.accept(to=[f"u{i}@x.example" for i in range(1300)])
+        suppressed = [m.rcpt_to for m in accepted.messages if m.status == MessageStatus.SUPPRESSED]
+        self.assertEqual(suppressed, ["u1234@x.example"])
+        self.assertEqual(Message.objects.count(), 1300)
