@@ -85,6 +85,15 @@ def object_type_of(obj):
     return f"{obj._meta.app_label}.{obj._meta.model_name}"
 
 
+def object_repr(obj, default=""):
+    """The frozen name of an entry's object: personal values (PersonalDataMixin) appear as their pseudonyms."""
+    from .models import PersonalDataMixin
+
+    if obj is None:
+        return default
+    return obj.audit_repr() if isinstance(obj, PersonalDataMixin) else str(obj)
+
+
 def _actor_fields(principal):
     if principal is None:
         return ActorType.SYSTEM, "", "system"
@@ -130,7 +139,7 @@ def record(action, *, obj=None, tenant=None, prechange=None, postchange=None, me
             action=action,
             object_type=object_type_of(obj) if obj is not None else extra.get("object_type", ""),
             object_id=str(obj.pk) if obj is not None and obj.pk is not None else extra.get("object_id", ""),
-            object_repr=(str(obj) if obj is not None else extra.get("object_repr", ""))[:200],
+            object_repr=object_repr(obj, extra.get("object_repr", ""))[:200],
             prechange=prechange,
             postchange=postchange,
             message=message,

@@ -41,6 +41,7 @@ class Area(models.TextChoices):
     CAMPAIGNS = "campaigns", "Campaigns"  # campaigns, recipient lists, templates
     ACCESS = "access", "Access"  # members, API keys, SMTP credentials
     AUDIT = "audit", "Audit and reports"  # the audit log and exports
+    PRIVACY = "privacy", "Privacy"  # data-subject requests, retention policies, purges: owners and compliance only
     PLATFORM = "platform", "Platform"  # tenants, nodes, IP addresses, shared pools: superusers only
 
 

@@ -24,6 +24,7 @@ the `scheduler` command discovers those modules and enqueues each function when 
 
 import logging
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -31,7 +32,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import autodiscover_modules, import_string
 
-from . import audit
+from . import audit, leader
 from .choices import JobStatus
 from .constants import QUEUE_DEFAULT, QUEUE_LOW
 
@@ -211,12 +212,18 @@ def discover_system_jobs():
     return registry
 
 
-def run_system_job(func_path):
-    """RQ entry point of a system job: run the function as the system actor with fresh connections."""
+def run_system_job(func_path, fence=None):
+    """RQ entry point of a system job: run the function as the system actor with fresh connections.
+
+    `fence` is the (lease name, token) of the scheduler that enqueued it: the work runs inside `leader.fenced`, so
+    whatever takes effect through `leader.check_fence()` is refused once that scheduler lost its lease.
+    """
     _close_old_connections()
     try:
         func = import_string(func_path)
-        with audit.audit_context(principal=None):
+        with audit.audit_context(principal=None), leader.fenced(*fence) if fence else nullcontext():
             func()
+    except leader.StaleLeader as exc:
+        logger.warning("System job %s did nothing: %s", func_path, exc)
     finally:
         _close_old_connections()

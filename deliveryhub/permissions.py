@@ -13,17 +13,19 @@ ALL_ACTIONS = frozenset(Action.values)
 READ = frozenset({Action.VIEW})
 
 # role -> area -> allowed actions; the "*" area applies to every area not named.
+# Data-subject requests and retention (Area.PRIVACY) belong to owners and compliance staff only.
 ROLE_GRANTS = {
     Role.OWNER: {"*": ALL_ACTIONS},
-    Role.ADMIN: {"*": ALL_ACTIONS},
+    Role.ADMIN: {"*": ALL_ACTIONS, Area.PRIVACY: frozenset()},
     Role.MARKETER: {
         "*": READ,
         Area.CAMPAIGNS: ALL_ACTIONS,
         Area.SENDING: frozenset({Action.VIEW, Action.ADD, Action.CHANGE}),
         Area.AUDIT: frozenset(),
+        Area.PRIVACY: frozenset(),
     },
-    Role.COMPLIANCE: {"*": frozenset({Action.VIEW, Action.EXPORT})},
-    Role.VIEWER: {"*": READ, Area.AUDIT: frozenset(), Area.ACCESS: frozenset()},
+    Role.COMPLIANCE: {"*": frozenset({Action.VIEW, Action.EXPORT}), Area.PRIVACY: ALL_ACTIONS},
+    Role.VIEWER: {"*": READ, Area.AUDIT: frozenset(), Area.ACCESS: frozenset(), Area.PRIVACY: frozenset()},
 }
 SCOPE_GRANTS = {
     ApiKeyScope.SEND: {"*": frozenset(), Area.SENDING: frozenset({Action.VIEW, Action.ADD})},

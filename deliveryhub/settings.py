@@ -119,6 +119,9 @@ PRODUCTION = not DEBUG
 SECRET_KEY = env_secret("DELIVERYHUB_SECRET_KEY", dev_file="secret_key", production=PRODUCTION)
 # Data key(s) for encryption at rest (Fernet); comma-separated, newest first, for rotation.
 DATA_KEY = env_secret("DELIVERYHUB_DATA_KEY", dev_file="data_key", production=PRODUCTION)
+# Key of the pseudonyms (HMAC) that replace erased addresses and personal fields in the audit log. Never rotate it:
+# an erased address stays suppressed only while its pseudonym is the same.
+PSEUDONYM_KEY = env_secret("DELIVERYHUB_PSEUDONYM_KEY", dev_file="pseudonym_key", production=PRODUCTION)
 # Pepper for API key and credential digests; defaults to one derived from SECRET_KEY.
 API_KEY_PEPPER = env_str("DELIVERYHUB_API_KEY_PEPPER", SECRET_KEY)
 
@@ -201,8 +204,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock at BEGIN: no read-then-write races between processes. WAL: readers
     # never wait for the writer, and a commit is one append (fsync'd: synchronous stays FULL, no commit is lost).
+    # secure_delete: deleted rows are overwritten in the file (an erased address leaves no trace in var/).
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30,
-                                       "init_command": "PRAGMA journal_mode=WAL"}  # fmt: skip
+                                       "init_command": "PRAGMA journal_mode=WAL; PRAGMA secure_delete=ON"}  # fmt: skip
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES["default"].setdefault("TEST", {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -210,14 +214,48 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Redis: RQ queues, throttle counters, caches. Unset: the embedded Redis `make run` starts on a socket under var/.
 EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
 REDIS_URL = env_str("REDIS_URL", f"unix://{EMBEDDED_REDIS_SOCKET}")
+
+
+def redis_connection(url):
+    """django-rq's connection settings for REDIS_URL: a plain URL, or Redis Sentinel in the form
+    `redis+sentinel://[:password@]host:port[,host:port…]/<master name>[/<db>]` (the master is found through the
+    sentinels and found again after a failover)."""
+    if not url.startswith("redis+sentinel://"):
+        return {"URL": url}
+    from urllib.parse import unquote, urlsplit
+
+    rest = url[len("redis+sentinel://") :]
+    credentials, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    parts = [part for part in path.split("/") if part]
+    if not hosts or not parts or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise ImproperlyConfigured(
+            "REDIS_URL with Sentinel is redis+sentinel://[:password@]host:port[,host:port…]/<master name>[/<db>]"
+        )
+    sentinels = []
+    for host in hosts.split(","):
+        parsed = urlsplit(f"//{host}")
+        if not parsed.hostname:
+            raise ImproperlyConfigured(f"REDIS_URL: {host!r} is not a sentinel host[:port].")
+        sentinels.append((parsed.hostname, parsed.port or 26379))
+    password = unquote(credentials.partition(":")[2]) if credentials else None
+    return {"SENTINELS": sentinels, "MASTER_NAME": parts[0], "DB": int(parts[1]) if len(parts) == 2 else 0,
+            "PASSWORD": password or None, "SOCKET_TIMEOUT": 5,
+            "SENTINEL_KWARGS": {"password": password} if password else {}}  # fmt: skip
+
+
+REDIS_CONNECTION = redis_connection(REDIS_URL)
 RQ_QUEUES = {
-    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}
+    name: {**REDIS_CONNECTION, "DEFAULT_TIMEOUT": timeout}
     for name, timeout in (("delivery", 300), ("default", 600), ("low", 3600))
 }
 RQ_IS_ASYNC = env_bool("DELIVERYHUB_RQ_IS_ASYNC", True, old=("DELIVERYHUB_RQ_ASYNC",))
+REDIS_CACHE = env_bool("DELIVERYHUB_REDIS_CACHE", False)
+if REDIS_CACHE and "SENTINELS" in REDIS_CONNECTION:
+    raise ImproperlyConfigured("DELIVERYHUB_REDIS_CACHE needs a plain REDIS_URL: Django's cache has no Sentinel client")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    if env_bool("DELIVERYHUB_REDIS_CACHE", False)
+    if REDIS_CACHE
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 
@@ -306,6 +344,8 @@ SPECTACULAR_SETTINGS = {
 # Background jobs and the scheduler.
 # how often the scheduler looks for due work
 SCHEDULER_TICK_SECONDS = env_int("DELIVERYHUB_SCHEDULER_TICK_SECONDS", 1, old=("DELIVERYHUB_SCHEDULER_TICK",))
+# the active scheduler's lease: a standby takes over this long (plus a tick) after the active one stopped renewing
+SCHEDULER_LEASE_SECONDS = env_int("DELIVERYHUB_SCHEDULER_LEASE_SECONDS", 15)
 # rows fetched per query when streaming exports
 EXPORT_ROWS_PER_CHUNK = env_int("DELIVERYHUB_EXPORT_ROWS_PER_CHUNK", 2000, old=("DELIVERYHUB_EXPORT_CHUNK",))
 EXPORT_PDF_MAX_ROWS = env_int("DELIVERYHUB_EXPORT_PDF_MAX_ROWS", 20000)  # PDF exports stop here (CSV has no cap)
@@ -368,6 +408,10 @@ THROTTLE_SUSPEND_MAX_SECONDS = env_int("DELIVERYHUB_THROTTLE_SUSPEND_MAX_SECONDS
 THROTTLE_RESTORE_AFTER = env_int("DELIVERYHUB_THROTTLE_RESTORE_AFTER", 100)  # deliveries in a row that undo one halving
 THROTTLE_MAX_LEVEL = env_int("DELIVERYHUB_THROTTLE_MAX_LEVEL", 6)  # most halvings (connections, rates) of one pair
 
+# Retention purge: rows deleted per transaction (short transactions keep locks short while delivery runs).
+RETENTION_PURGE_CHUNK = env_int("DELIVERYHUB_RETENTION_PURGE_CHUNK", 2000)
+# Message bodies (and captured test mail) stored encrypted with the data key (AES-256-GCM); off: stored in clear.
+ENCRYPT_MESSAGE_BODIES = env_bool("DELIVERYHUB_ENCRYPT_MESSAGE_BODIES", False)
 # Delivery: intake, queue, workers (queues app). Engine knobs (SMTP, DKIM, backoff) sit beside SMTP_PORT.
 MESSAGE_MAX_BYTES = env_int("DELIVERYHUB_MESSAGE_MAX_BYTES", 25 * 1024 * 1024)  # largest accepted message (octets)
 MESSAGE_MAX_RECIPIENTS = env_int("DELIVERYHUB_MESSAGE_MAX_RECIPIENTS", 1000)  # envelope recipients per message
@@ -408,7 +452,7 @@ SMTPD_HOSTNAME = env_str("DELIVERYHUB_SMTPD_HOSTNAME", "localhost")  # name the 
 SMTPD_INBOUND_HOST = env_str("DELIVERYHUB_SMTPD_INBOUND_HOST", SMTPD_HOST)  # MX of the return-path hosts (bounces)
 SMTPD_INBOUND_PORT = env_int("DELIVERYHUB_SMTPD_INBOUND_PORT", 2525)  # 25 in production; 0: no inbound port
 # This node's delivery queue ("delivery-<node>"): its workers run `rqworker delivery-<node>`.
-RQ_QUEUES[f"delivery-{NODE_NAME}"] = {"URL": REDIS_URL, "DEFAULT_TIMEOUT": DELIVERY_JOB_TIMEOUT}
+RQ_QUEUES[f"delivery-{NODE_NAME}"] = {**REDIS_CONNECTION, "DEFAULT_TIMEOUT": DELIVERY_JOB_TIMEOUT}
 
 # Sending domains (domains app): DNS verification, DKIM rotation, the records domains publish.
 DOMAIN_RECHECK_SECONDS = env_int("DELIVERYHUB_DOMAIN_RECHECK_SECONDS", 3600)  # periodic DNS re-verification
@@ -428,8 +472,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("DELIVERYHUB_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        "weasyprint": {"level": "WARNING"},  # one INFO line per rendered page otherwise
         "fontTools": {"level": "WARNING"},
+        # pyHanko logs a traceback for every signature by an untrusted certificate; verify_file reports it instead
+        "pyhanko.sign.validation": {"level": "ERROR"},
         "mail.log": {"level": env_str("DELIVERYHUB_SMTPD_LOG_LEVEL", "WARNING")},  # aiosmtpd: a line per command
     },
 }

@@ -24,4 +24,6 @@ urlpatterns = [
     path("", include("queues.urls")),
     path("ip-pools/", include("ippools.urls")),
     path("domains/", include("domains.urls")),
+    path("reports/", include("reports.urls")),
+    path("platform/backup/", include("deliveryhub.backup_urls")),
 ]

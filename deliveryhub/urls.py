@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("domains.api.urls")),
     path("", include("ippools.api.urls")),
     path("", include("queues.api.urls")),
+    path("", include("reports.api.urls")),
 ]
 
 urlpatterns = [

@@ -5,21 +5,14 @@ Redis INCRBY is the atomic gate (two workers can never both take the last unit o
 counters back to it, so a Redis restart never resets a cap to zero.
 """
 
-import redis
-from django.conf import settings
+from deliveryhub.redis_client import connection
 
 from .constants import USAGE_DIRTY_SET_PREFIX, USAGE_KEY_PREFIX
 
-_connections = {}
-
 
 def get_redis():
-    """A client for settings.REDIS_URL (one per URL and process)."""
-    url = settings.REDIS_URL
-    client = _connections.get(url)
-    if client is None:
-        client = _connections[url] = redis.Redis.from_url(url, decode_responses=True)
-    return client
+    """A client for settings.REDIS_URL (plain or Sentinel; one per URL and process), answering str."""
+    return connection(decode_responses=True)
 
 
 def daily_key(ip_id, date, provider):

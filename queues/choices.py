@@ -105,6 +105,7 @@ class SuppressionReason(models.TextChoices):
     COMPLAINT = "complaint", "Complaint"
     UNSUBSCRIBE = "unsubscribe", "Unsubscribed"
     MANUAL = "manual", "Added manually"
+    ERASURE = "erasure", "Data-subject erasure"
 
 
 class RuleAction(models.TextChoices):

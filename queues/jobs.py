@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from deliveryhub import leader
 from deliveryhub.jobs import system_job
 
 from .delivery import dequeuer
@@ -16,7 +17,11 @@ IDEMPOTENCY_PRUNE_SECONDS = 3600  # how often old Idempotency-Key answers are de
 
 @system_job(interval=settings.DELIVERY_SCHEDULER_INTERVAL, name="queues.schedule_deliveries")
 def schedule_deliveries():
-    """Turn ready messages into batch jobs on their nodes' queues; requeue expired leases; expire old mail."""
+    """Turn ready messages into batch jobs on their nodes' queues; requeue expired leases; expire old mail.
+
+    Only under the current scheduler lease: a job enqueued by a scheduler that has since lost it does nothing.
+    """
+    leader.check_fence()
     return dequeuer.schedule()
 
 

@@ -3,6 +3,7 @@
 from django.db.models import Q
 from django.utils import timezone
 
+from deliveryhub.crypto import pseudonym_address
 from deliveryhub.querysets import RestrictedQuerySet, TenantQuerySet
 
 from .choices import READY_STATUSES, MessageStatus
@@ -29,3 +30,14 @@ class MessageChildQuerySet(RestrictedQuerySet):
 
     def tenant_lookup(self):
         return "message__tenant_id"
+
+
+class SuppressionQuerySet(TenantQuerySet):
+    """Suppressions, with the one question intake and delivery ask: which of these addresses may not be mailed."""
+
+    def suppressed_among(self, tenant_id, addresses):
+        """The addresses (lower case) of `addresses` on the tenant's list, in clear or as an erased pseudonym."""
+        wanted = {address.lower(): address.lower() for address in addresses}
+        wanted.update({pseudonym_address(address): address for address in list(wanted)})
+        found = self.filter(tenant_id=tenant_id, address__in=list(wanted)).values_list("address", flat=True)
+        return {wanted[address] for address in found}

@@ -297,8 +297,7 @@ def _suppressed(tenant, addresses):
     found = set()
     for start in range(0, len(addresses), SUPPRESSION_LOOKUP_CHUNK):
         chunk = addresses[start : start + SUPPRESSION_LOOKUP_CHUNK]
-        rows = Suppression.objects.filter(tenant=tenant, address__in=chunk).order_by().values_list("address", flat=True)
-        found.update(rows)
+        found.update(Suppression.objects.suppressed_among(tenant.pk, chunk))  # in clear or as an erased pseudonym
     return found
 
 
@@ -435,7 +434,7 @@ def add_suppression(tenant, address, *, reason=SuppressionReason.MANUAL, source=
     """Add one address to a tenant's suppression list by hand (audited)."""
     suppression = Suppression(tenant=tenant, address=normalize_address(address).lower(), reason=reason, source=source)
     suppression.full_clean(validate_unique=False)
-    if Suppression.objects.filter(tenant=tenant, address=suppression.address).exists():
+    if Suppression.objects.suppressed_among(tenant.pk, [suppression.address]):
         raise ValidationError({"address": f"{suppression.address} is already suppressed."})
     suppression.save()
     return suppression

@@ -15,6 +15,7 @@ from django.db import models
 from django.utils import timezone
 
 from ..choices import ActorType, ApiKeyScope, Area, JobStatus, Role
+from ..crypto import EncryptedTextField, personal_marker
 from ..querysets import AuditEntryQuerySet, RestrictedQuerySet, TenantQuerySet
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -27,11 +28,32 @@ def snapshot_value(value):
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
-class ChangeLoggedModel(models.Model):
+class PersonalDataMixin:
+    """A model whose `personal_fields` hold personal data (email addresses).
+
+    The audit log never records those values: snapshots and the frozen object name carry their pseudonym
+    (`crypto.personal_marker`: "pseudonym:<HMAC>") instead, so an erasure leaves nothing to find in the
+    append-only log while an auditor can still search it for an address (the same address gives the same marker).
+    """
+
+    personal_fields = frozenset()
+
+    def audit_repr(self):
+        """str(self) with every personal value replaced by its marker: the object name the audit log keeps."""
+        text = str(self)
+        for name in self.personal_fields:
+            value = self.__dict__.get(name)
+            if isinstance(value, str) and value:
+                text = text.replace(value, personal_marker(value))
+        return text
+
+
+class ChangeLoggedModel(PersonalDataMixin, models.Model):
     """A model whose every create, update and delete is written to the audit log automatically.
 
     `audit_exclude` names fields never copied into the log (secrets, digests); `audit_redact` names
-    fields logged as "(secret)"/"(changed)" only, and so is every `EncryptedTextField`. Deletes are
+    fields logged as "(secret)"/"(changed)" only, and so is every `EncryptedTextField`; `personal_fields`
+    (PersonalDataMixin) are logged as their pseudonyms. Deletes are
     logged from the `post_delete` signal (connected in `DeliveryhubConfig.ready`), so queryset deletes
     (the admin's bulk delete) and cascades are logged per object too.
     """
@@ -54,8 +76,6 @@ class ChangeLoggedModel(models.Model):
     @classmethod
     def redacted_fields(cls):
         """Attnames never logged in clear: `audit_redact` plus every encrypted field."""
-        from ..crypto import EncryptedTextField
-
         return {
             field.attname
             for field in cls._meta.concrete_fields
@@ -81,7 +101,10 @@ class ChangeLoggedModel(models.Model):
         if data is None:
             return None
         secret = cls.redacted_fields()
-        return {key: marker if key in secret else value for key, value in data.items()}
+        return {
+            key: marker if key in secret else personal_marker(value) if key in cls.personal_fields else value
+            for key, value in data.items()
+        }
 
     def save(self, *args, **kwargs):
         from ..audit import log_change
@@ -356,3 +379,55 @@ class LoginFailure(models.Model):
     time = models.DateTimeField(default=timezone.now, db_index=True)
     username = models.CharField(max_length=254, db_index=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Platform signing key and the scheduler lease
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class SigningKey(ChangeLoggedModel):
+    """The platform's key for signing reports, exports and backups (PAdES for PDFs, CMS for archives).
+
+    Generated on first use (`deliveryhub.signing.active_key`); the private key is encrypted at rest with the data
+    key, the self-signed certificate is public (downloadable from the verify page). Older keys stay, inactive, so
+    that files they signed still verify as the platform's.
+    """
+
+    fingerprint = models.CharField(max_length=64, unique=True)  # SHA-256 of the certificate (DER), hex
+    certificate_pem = models.TextField()
+    private_key = EncryptedTextField()  # PKCS#8 PEM
+    subject = models.CharField(max_length=200)
+    not_after = models.DateTimeField()
+    active = models.BooleanField(default=True)
+
+    permission_area = Area.PLATFORM
+    audit_exclude = ChangeLoggedModel.audit_exclude | {"certificate_pem", "private_key"}
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="signingkey_one_active")
+        ]
+
+    def __str__(self):
+        return f"{self.subject} ({self.fingerprint[:16]})"
+
+
+class Lease(models.Model):
+    """A named lease held by one process at a time, with a fencing token (deliveryhub.leader).
+
+    `token` grows by one at every change of holder; work done under the lease carries the token it was
+    started with, and the point where it takes effect (enqueueing delivery batches) refuses a token that is
+    no longer current, so a leader that was paused past its lease cannot act after a standby took over.
+    """
+
+    name = models.CharField(max_length=100, primary_key=True)
+    holder = models.CharField(max_length=200, blank=True)
+    token = models.BigIntegerField(default=0)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    renewed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name}: {self.holder or 'free'} (token {self.token})"

@@ -3,6 +3,7 @@
 Platform objects are written by superusers and operator keys; tenant members read what they may use.
 """
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework import viewsets
 from rest_framework.decorators import action
@@ -89,9 +90,20 @@ class ReadOnlyPlatformViewSet(BaseViewSetMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class DeliveryNodeViewSet(PlatformModelViewSet):
+    """Delivery nodes. Verb: move-ips (`{"to": "<node name>"}`: a lost node's addresses to another node)."""
+
     queryset = DeliveryNode.objects.all()
     serializer_class = DeliveryNodeSerializer
     filterset_class = DeliveryNodeFilterSet
+
+    @action(detail=True, methods=["post"], url_path="move-ips")
+    def move_ips(self, request, pk=None):
+        source = self.get_object()
+        target = DeliveryNode.objects.filter(name=request.data.get("to")).first()
+        if target is None:
+            raise ValidationError({"to": "Name the node that takes the addresses over."})
+        moved = services.move_node_ips(source, target, acting_user=request.user)
+        return Response({"from": source.name, "to": target.name, "addresses": [ip.address for ip in moved]})
 
 
 class IPAddressViewSet(PlatformModelViewSet):

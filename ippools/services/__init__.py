@@ -16,7 +16,7 @@ from .blocklists import (
     sweep_blocklists,
 )
 from .events import ip_event
-from .nodes import DEFAULT_POOL_NAME, LOCAL_IP, LOCAL_NODE_NAME, ensure_local_node, heartbeat
+from .nodes import DEFAULT_POOL_NAME, LOCAL_IP, LOCAL_NODE_NAME, ensure_local_node, heartbeat, move_node_ips
 from .pools import (
     assign_ip,
     default_pool_for,
@@ -51,6 +51,7 @@ __all__ = [
     "flush_usage",
     "grant_pool",
     "heartbeat",
+    "move_node_ips",
     "ip_event",
     "outcome_rates",
     "pair_limits",

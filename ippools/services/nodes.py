@@ -1,11 +1,12 @@
-"""Delivery nodes: heartbeats from their workers, and the local node of the demo/dev stack."""
+"""Delivery nodes: heartbeats from their workers, moving a lost node's IPs, and the local node of the demo/dev stack."""
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from deliveryhub import audit
 
-from ..choices import PoolPurpose
+from ..choices import NodeStatus, PoolPurpose
 from ..models import DeliveryNode, IPAddress, IPPool, IPPoolMember
 from .pools import assign_ip
 
@@ -49,3 +50,33 @@ def ensure_local_node(*, acting_user=None, now=None):
             assign_ip(pool, ip, acting_user=acting_user)
         heartbeat(node.name, now=now)
         return node, ip, pool
+
+
+@transaction.atomic
+def move_node_ips(source, target, *, acting_user=None):
+    """Give every IP address of node `source` to node `target` (a lost node's IPs, in one action); returns them.
+
+    The operator moves the addresses themselves on the hosts (a floating IP, keepalived, the cloud's API); from
+    here on the scheduler sends batches for those IPs to `target`'s queue. Work the lost node held comes back by
+    itself: claimed messages when their lease runs out, batches waiting in its queue when their schedule lease
+    does. `source` is set to draining so that it gets nothing new if it comes back.
+    """
+    if source.pk == target.pk:
+        raise ValidationError({"to": "Choose another node than the one the addresses are on."})
+    if target.status != NodeStatus.ACTIVE:
+        state = target.get_status_display().lower()
+        raise ValidationError({"to": f"Node {target.name} is {state}: activate it first."})
+    with audit.acting_as(acting_user):
+        moved = list(IPAddress.objects.select_for_update().filter(node=source).order_by("address"))
+        for ip in moved:
+            ip.node = target
+            ip.save()
+        if source.status == NodeStatus.ACTIVE:
+            source.status = NodeStatus.DRAINING
+            source.save()
+        audit.record(
+            "node.ips_moved", obj=source,
+            postchange={"to": target.name, "addresses": [ip.address for ip in moved]},
+            message=f"{len(moved)} IP address(es) moved from {source.name} to {target.name}.",
+        )  # fmt: skip
+    return moved

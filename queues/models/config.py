@@ -14,6 +14,7 @@ from deliveryhub.netguard import TargetNotAllowed, check_public_host
 from deliveryhub.querysets import TenantQuerySet
 
 from ..choices import RuleAction, SuppressionReason
+from ..querysets import SuppressionQuerySet
 
 _PATTERN = re.compile(r"^(\*|(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*)$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$")
@@ -79,13 +80,20 @@ class Route(ChangeLoggedModel, TenantModel):
 
 
 class Suppression(ChangeLoggedModel, TenantModel):
-    """An address the tenant never sends to again (hard bounce, complaint, unsubscribe, by hand)."""
+    """An address the tenant never sends to again (hard bounce, complaint, unsubscribe, by hand).
+
+    After a data-subject erasure the address is its pseudonym (`<HMAC>@erased.invalid`): the person stays
+    suppressed (`suppressed_among` matches both forms) but cannot be read back.
+    """
 
     address = models.CharField(max_length=320)  # lower case
     reason = models.CharField(max_length=20, choices=SuppressionReason.choices, default=SuppressionReason.MANUAL)
     source = models.CharField(max_length=500, blank=True)  # the reply or report that caused it, or who added it
 
     permission_area = Area.SENDING
+    personal_fields = frozenset({"address", "source"})  # the source may quote the address (a bounce reply)
+
+    objects = SuppressionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]

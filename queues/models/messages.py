@@ -3,10 +3,12 @@
 import uuid
 
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from deliveryhub.choices import Area
-from deliveryhub.models import TenantModel
+from deliveryhub.crypto import EncryptedBinaryField
+from deliveryhub.models import PersonalDataMixin, TenantModel
 from deliveryhub.querysets import RestrictedQuerySet
 
 from ..choices import (
@@ -25,26 +27,31 @@ from ..querysets import MessageChildQuerySet, MessageQuerySet
 class MessageContent(TenantModel):
     """One body (the RFC 5322 message without DKIM signature) shared by every recipient it goes to.
 
-    The large text lives here, never in `Message` rows that the scheduler scans.
+    The large text lives here, never in `Message` rows that the scheduler scans. With ENCRYPT_MESSAGE_BODIES on,
+    `raw` is stored encrypted with the data key (transparently: readers see the plaintext). Retention and
+    erasure empty `raw` and set `purged_at`; the row stays for the messages that point at it.
     """
 
-    raw = models.BinaryField()  # CRLF line endings, lines ≤ 998 octets, Date and Message-ID present
+    # CRLF line endings, lines ≤ 998 octets, Date and Message-ID present
+    raw = EncryptedBinaryField(enabled_setting="ENCRYPT_MESSAGE_BODIES")
     size = models.PositiveIntegerField()
     subject = models.CharField(max_length=255, blank=True)  # for lists, shortened
     from_header = models.CharField(max_length=320, blank=True)  # the From address, for lists
     message_id_header = models.CharField(max_length=255, blank=True)
     created = models.DateTimeField(default=timezone.now)
+    purged_at = models.DateTimeField(null=True, blank=True)  # body deleted (retention or erasure)
 
     permission_area = Area.SENDING
 
     class Meta:
         ordering = ["-created"]
+        indexes = [models.Index(fields=["tenant", "created"], name="content_tenant_created")]
 
     def __str__(self):
         return self.subject or f"content #{self.pk}"
 
 
-class Message(TenantModel):
+class Message(PersonalDataMixin, TenantModel):
     """One envelope recipient of one accepted message: its state, retry schedule and lease live on this row."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -78,6 +85,7 @@ class Message(TenantModel):
     updated = models.DateTimeField(auto_now=True)
 
     permission_area = Area.SENDING
+    personal_fields = frozenset({"rcpt_to"})
 
     objects = MessageQuerySet.as_manager()
 
@@ -89,7 +97,8 @@ class Message(TenantModel):
             # Reclaiming expired leases.
             models.Index(fields=["status", "lease_expires"], name="message_lease"),
             models.Index(fields=["tenant", "created"], name="message_tenant_created"),
-            models.Index(fields=["tenant", "rcpt_to"], name="message_tenant_rcpt"),
+            # A recipient's messages (data-subject requests, suppression matching), whatever the case of the address.
+            models.Index(models.F("tenant"), Lower("rcpt_to"), name="message_tenant_rcpt_lower"),
         ]
 
     def __str__(self):
@@ -204,7 +213,7 @@ class CapturedMessage(models.Model):
     mail_from = models.CharField(max_length=320, blank=True)
     rcpt_tos = models.JSONField(default=list)
     subject = models.CharField(max_length=255, blank=True)
-    raw = models.BinaryField()
+    raw = EncryptedBinaryField(enabled_setting="ENCRYPT_MESSAGE_BODIES")
     dkim_result = models.CharField(max_length=200, blank=True)
     tls = models.BooleanField(default=False)
 

@@ -29,11 +29,18 @@ def test_production_reads_secrets_from_env_and_files(tmp_path):
     secret_file = tmp_path / "data.key"
     secret_file.write_text("file-data-key\n")
     result = run_settings(
-        {"DEBUG": "false", "DELIVERYHUB_SECRET_KEY": "abcd-prod-secret", "DELIVERYHUB_DATA_KEY_FILE": str(secret_file)},
+        {"DEBUG": "false", "DELIVERYHUB_SECRET_KEY": "abcd-prod-secret", "DELIVERYHUB_DATA_KEY_FILE": str(secret_file),
+         "DELIVERYHUB_PSEUDONYM_KEY": "prod-pseudonym-key"},
         tmp_path,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "abcd"
+
+
+def test_production_without_pseudonym_key_fails_fast(tmp_path):
+    result = run_settings({"DEBUG": "false", "DELIVERYHUB_SECRET_KEY": "s", "DELIVERYHUB_DATA_KEY": "d"}, tmp_path)
+    assert result.returncode != 0
+    assert "DELIVERYHUB_PSEUDONYM_KEY is not set" in result.stderr
 
 
 def test_dev_generates_a_key_once_and_keeps_it(tmp_path):

@@ -1,11 +1,17 @@
 """
-`manage.py scheduler`: enqueue every `@system_job` when it is due.
+`manage.py scheduler`: enqueue every `@system_job` when it is due — on one host at a time.
 
-Every SCHEDULER_TICK_SECONDS the scheduler walks the registry of system jobs (discovered from each
-app's `jobs.py`). A job is due when its Redis key `SCHEDULER_LOCK_PREFIX + name` does not exist; the
-scheduler creates it with `SET key NX EX interval` and enqueues the job only when that SET succeeded,
-so any number of schedulers enqueue each job at most once per interval. SIGTERM/SIGINT stop the loop
-after the current tick. `--once` runs a single tick and exits (tests, cron).
+Run a scheduler on two or more hosts: one is active, the others stand by. Each tick (SCHEDULER_TICK_SECONDS) a
+scheduler renews or takes the database lease `scheduler` (deliveryhub/leader.py, SCHEDULER_LEASE_SECONDS long);
+only the holder walks the registry of system jobs (discovered from each app's `jobs.py`). A standby takes over
+at most SCHEDULER_LEASE_SECONDS + one tick after the active one stopped renewing (killed, cut off, paused).
+
+A job is due when its Redis key `SCHEDULER_LOCK_PREFIX + name` does not exist; the scheduler creates it with
+`SET key NX EX interval` and enqueues the job only when that SET succeeded, so each job runs at most once per
+interval even across a takeover. Every job carries the lease token it was enqueued under; where its work takes
+effect (delivery batches being enqueued) `leader.check_fence()` refuses a token that is no longer current, so an
+old leader that was paused and resumed cannot act. SIGTERM/SIGINT stop the loop after the current tick and
+release the lease (the standby takes over on its next tick). `--once` runs a single tick as leader and exits.
 """
 
 import logging
@@ -15,14 +21,15 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from deliveryhub import leader
 from deliveryhub.constants import SCHEDULER_LOCK_PREFIX
 from deliveryhub.jobs import discover_system_jobs, get_queue, run_system_job
 
 logger = logging.getLogger("deliveryhub.scheduler")
 
 
-def tick(jobs):
-    """Enqueue the due system jobs; return the names enqueued."""
+def tick(jobs, token=None):
+    """Enqueue the due system jobs (carrying the scheduler lease `token`); return the names enqueued."""
     enqueued = []
     for job in sorted(jobs.values(), key=lambda j: j.name):
         queue = get_queue(job.queue)
@@ -30,7 +37,8 @@ def tick(jobs):
         if not queue.connection.set(key, "1", nx=True, ex=job.interval):
             continue  # enqueued by this or another scheduler less than `interval` seconds ago
         try:
-            queue.enqueue(run_system_job, job.func_path, description=job.name)
+            fence = (leader.SCHEDULER_LEASE, token) if token is not None else None
+            queue.enqueue(run_system_job, job.func_path, fence, description=job.name)
         except Exception:
             queue.connection.delete(key)  # not enqueued: let the next tick try again
             raise
@@ -47,9 +55,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, once=False, **options):
         jobs = discover_system_jobs()
+        holder = leader.holder_id()
         if once:
-            for name in tick(jobs):
-                self.stdout.write(f"Enqueued {name}")
+            token = leader.acquire(leader.SCHEDULER_LEASE, holder, settings.SCHEDULER_LEASE_SECONDS)
+            if token is None:
+                lease = leader.current(leader.SCHEDULER_LEASE)
+                self.stdout.write(f"Standing by: {lease.holder} holds the scheduler lease.")
+                return
+            try:
+                for name in tick(jobs, token):
+                    self.stdout.write(f"Enqueued {name}")
+            finally:
+                leader.release(leader.SCHEDULER_LEASE, holder)
             return
 
         stop = threading.Event()
@@ -60,15 +77,34 @@ class Command(BaseCommand):
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         # Logged only once the handlers are in place: a SIGTERM after this line always stops cleanly.
-        logger.info("Scheduler started with %d system job(s): %s", len(jobs), ", ".join(sorted(jobs)) or "none")
+        logger.info("Scheduler started as %s with %d system job(s): %s", holder, len(jobs),
+                    ", ".join(sorted(jobs)) or "none")  # fmt: skip
+        held = None
         try:
             while not stop.is_set():
                 try:
-                    tick(jobs)
-                except Exception:  # Redis briefly away: log and try again next tick, never crash-loop
-                    logger.exception("Scheduler tick failed")
+                    token = leader.acquire(leader.SCHEDULER_LEASE, holder, settings.SCHEDULER_LEASE_SECONDS)
+                except Exception:  # database briefly away: act as a standby (the lease runs out) and retry
+                    logger.exception("Scheduler lease check failed; standing by")
+                    token = None
+                if token != held:
+                    if token is None:
+                        logger.warning("Scheduler %s is a standby now (lease token %s lost).", holder, held)
+                    else:
+                        logger.info("Scheduler %s is the active scheduler (lease token %s).", holder, token)
+                    held = token
+                if token is not None:
+                    try:
+                        tick(jobs, token)
+                    except Exception:  # Redis briefly away: log and try again next tick, never crash-loop
+                        logger.exception("Scheduler tick failed")
                 stop.wait(settings.SCHEDULER_TICK_SECONDS)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if held is not None:
+                try:
+                    leader.release(leader.SCHEDULER_LEASE, holder)
+                except Exception:
+                    logger.exception("Could not release the scheduler lease (it runs out by itself)")
         logger.info("Scheduler stopped.")
