@@ -214,3 +214,25 @@ class RetentionApiTest(RetentionTestCase):
         self.assertEqual(len(listed), 1)
         self.assertEqual(self.api(self.bob_key).post("/api/v1/purge-runs/", {"dry_run": True},
                                                      format="json").status_code, 403)  # fmt: skip
+
+
+def test_a_purge_while_real_workers_deliver_loses_nothing(tmp_path):
+    """tests/reports/purge_scenario.py: purges in their own processes, again and again, during a real send."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'purge.sqlite3'}",
+           "DELIVERYHUB_VAR_DIR": str(tmp_path), "DELIVERYHUB_NODE": "purge-node", "DELIVERYHUB_DEMO_MODE": "false",
+           "DELIVERYHUB_BATCH_SIZE": "50",
+           "DELIVERYHUB_RETENTION_PURGE_CHUNK": "200", "DELIVERYHUB_LOG_LEVEL": "WARNING"}  # fmt: skip
+    script = Path(__file__).with_name("purge_scenario.py")
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=script.parents[2])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["fresh_statuses"] == {"delivered": result["fresh"]}, result
+    assert result["sink_total"] == result["sink_unique"] == result["fresh"], result
+    assert result["old_left"] == result["old_attempts_left"] == 0, result
+    assert result["purge_runs"] >= 2, result
