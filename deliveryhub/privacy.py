@@ -76,9 +76,6 @@ class Subject:
         unique = dict.fromkeys(normalise_address(address) for address in addresses if normalise_address(address))
         return cls(tenant_id=tenant_id, addresses=tuple(unique))
 
-    def pseudonym(self, address):
-        return pseudonym_address(address)
-
     @property
     def pseudonyms(self):
         """{address: pseudonym address} for every address of the subject."""
@@ -102,10 +99,6 @@ class Subject:
         if isinstance(value, dict):
             return {self.scrub(key): self.scrub_json(item) for key, item in value.items()}
         return value
-
-    def mentioned_in(self, text):
-        lowered = (text or "").lower()
-        return any(address in lowered for address in self.addresses)
 
 
 @dataclass(frozen=True)

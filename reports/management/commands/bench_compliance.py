@@ -203,7 +203,7 @@ class Command(BaseCommand):
         sql, params = subject_rows.query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute("EXPLAIN " + sql, params)
-            plan = " / ".join(row[0].strip() for row in cursor.fetchall()[:2])
+            plan = " / ".join(row[0].strip() for row in cursor.fetchall() if "Scan" in row[0])
         self.stdout.write(f"stored: {stored} attempts; plan of a subject's messages: {plan}")
 
         def run(kind, address):
