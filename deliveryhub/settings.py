@@ -133,6 +133,9 @@ WEB_PORT = env_int("DELIVERYHUB_WEB_PORT", 8000)  # its port (a platform port: n
 # Routes and webhooks may target loopback/private/link-local addresses (never this host's platform ports).
 # Off: tenants' targets must be public addresses (deliveryhub/netguard.py). Tests and the demo turn it on.
 OUTBOUND_ALLOW_PRIVATE_TARGETS = env_bool("DELIVERYHUB_OUTBOUND_ALLOW_PRIVATE_TARGETS", False)
+# Where recipients reach the public endpoints (one-click unsubscribe /u/…, open and click tracking /t/…): an https
+# URL in production (RFC 8058 and the bulk-sender rules want https), the panel's URL by default.
+PUBLIC_URL = env_str("DELIVERYHUB_PUBLIC_URL", SITE_URL).rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("ippools.api.urls")),
     path("", include("queues.api.urls")),
     path("", include("reports.api.urls")),
+    path("", include("queues.campaigns.api.urls")),
 ]
 
 urlpatterns = [

@@ -64,6 +64,9 @@ class EventKind(models.TextChoices):
     ERROR = "error", "Processing error"
     DSN = "dsn", "Bounce report (DSN)"
     COMPLAINED = "complained", "Complaint (feedback loop)"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed (List-Unsubscribe)"
+    OPENED = "opened", "Opened (tracking pixel)"
+    CLICKED = "clicked", "Clicked (tracked link)"
 
 
 EVENT_KIND_BADGES = {
@@ -80,6 +83,9 @@ EVENT_KIND_BADGES = {
     EventKind.ERROR: "danger",
     EventKind.DSN: "danger",
     EventKind.COMPLAINED: "danger",
+    EventKind.UNSUBSCRIBED: "warning",
+    EventKind.OPENED: "info",
+    EventKind.CLICKED: "info",
 }
 
 
@@ -106,6 +112,7 @@ class SuppressionReason(models.TextChoices):
     UNSUBSCRIBE = "unsubscribe", "Unsubscribed"
     MANUAL = "manual", "Added manually"
     ERASURE = "erasure", "Data-subject erasure"
+    IMPORT = "import", "Imported"
 
 
 class RuleAction(models.TextChoices):
@@ -116,3 +123,91 @@ class RuleAction(models.TextChoices):
     DEFER_SLOW = "defer+slow", "Defer and slow the IP/provider pair"
     BOUNCE = "bounce", "Bounce"
     BOUNCE_SUPPRESS = "bounce+suppress", "Bounce and suppress the recipient"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Campaigns: contacts, lists, imports, campaigns
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class SubscriptionStatus(models.TextChoices):
+    """Where a contact stands on one list."""
+
+    SUBSCRIBED = "subscribed", "Subscribed"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+
+
+SUBSCRIPTION_STATUS_BADGES = {
+    SubscriptionStatus.SUBSCRIBED: "success",
+    SubscriptionStatus.UNSUBSCRIBED: "secondary",
+    SubscriptionStatus.BOUNCED: "danger",
+    SubscriptionStatus.COMPLAINED: "danger",
+}
+
+
+class OptIn(models.TextChoices):
+    """How people join a list: at once (single) or after confirming by mail (double)."""
+
+    SINGLE = "single", "Single opt-in"
+    DOUBLE = "double", "Double opt-in"
+
+
+class ImportMode(models.TextChoices):
+    """What a CSV import does with the addresses it reads."""
+
+    ADD = "add", "Add new contacts (existing ones unchanged)"
+    UPDATE = "update", "Add and update (names and attributes overwritten)"
+    UNSUBSCRIBE = "unsubscribe", "Unsubscribe these addresses from the list"
+
+
+class ImportState(models.TextChoices):
+    """A CSV import's life: pending → running → completed / cancelled / failed."""
+
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+IMPORT_STATE_BADGES = {
+    ImportState.PENDING: "secondary",
+    ImportState.RUNNING: "info",
+    ImportState.COMPLETED: "success",
+    ImportState.CANCELLED: "warning",
+    ImportState.FAILED: "danger",
+}
+IMPORT_FINISHED_STATES = (ImportState.COMPLETED, ImportState.CANCELLED, ImportState.FAILED)
+
+
+class ImportKind(models.TextChoices):
+    """What a CSV import fills: a contact list, or the tenant's suppression list."""
+
+    CONTACTS = "contacts", "Contacts into a list"
+    SUPPRESSIONS = "suppressions", "Suppression list"
+
+
+class CampaignState(models.TextChoices):
+    """A campaign's life: draft → scheduled → sending ⇄ paused → sent, or cancelled from any unfinished state."""
+
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"
+    SENDING = "sending", "Sending"
+    PAUSED = "paused", "Paused"
+    SENT = "sent", "Sent"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+CAMPAIGN_STATE_BADGES = {
+    CampaignState.DRAFT: "secondary",
+    CampaignState.SCHEDULED: "info",
+    CampaignState.SENDING: "primary",
+    CampaignState.PAUSED: "warning",
+    CampaignState.SENT: "success",
+    CampaignState.CANCELLED: "dark",
+}
+# A campaign whose messages the scheduler must not hand out (pause and cancel take effect on the next scan).
+CAMPAIGN_HALTED_STATES = (CampaignState.PAUSED, CampaignState.CANCELLED)
+CAMPAIGN_FINISHED_STATES = (CampaignState.SENT, CampaignState.CANCELLED)

@@ -28,3 +28,32 @@ CLAIMED_LEASE_PREFIX = "w:"  # lease_owner of rows a worker is sending
 
 TEST_INBOX_PAGE_SIZE = 50
 MESSAGE_PAGE_SIZE = 50
+
+# Campaigns, contacts, imports (queues/campaigns/).
+CONTACT_NAME_MAX = 200  # characters of a contact's name
+ATTRIBUTE_NAME_MAX = 64  # characters of a custom field's name
+ATTRIBUTE_VALUE_MAX = 1000  # characters of one custom field's value
+ATTRIBUTES_MAX = 50  # custom fields per contact
+IMPORT_CHUNK_ROWS = 20000  # CSV rows written per transaction (all or nothing per chunk; progress after each)
+IMPORT_MAX_BYTES = 512 * 1024 * 1024  # largest CSV file accepted for an import
+IMPORT_DIR = "imports"  # under MEDIA_ROOT: uploaded files and validation reports
+TEST_SEND_MAX = 5  # addresses per test send
+TEST_SUBJECT_PREFIX = "[Test] "
+FANOUT_CHUNK_ROWS = 50000  # Message rows written per statement when a campaign starts
+CAMPAIGN_PAGE_SIZE = 50
+CONTACT_PAGE_SIZE = 50
+SUPPRESSION_PAGE_SIZE = 50
+UNSUBSCRIBE_LOCAL_PREFIX = "u"  # mailto local part of one-click unsubscribe: "u-<token>"
+TOKEN_DIGEST_BYTES = 10  # HMAC bytes in an unsubscribe/tracking token (80 bits)
+CLICK_DIGEST_BYTES = 10  # HMAC bytes signing a tracked link's target
+# Pacing and the deliverability gate.
+PACING_BURST_SECONDS = 2  # a paced campaign never has more than this many seconds of its rate waiting to go
+BULK_SENDER_THRESHOLD = 5000  # recipients at Gmail/Yahoo/Microsoft from which the 2024 bulk-sender rules apply
+GATE_MX_LOOKUPS_MAX = 200  # recipient domains whose MX the gate looks up to find their provider
+COMPLAINT_WINDOW = 1000  # last deliveries over which a campaign's complaint rate is judged
+COMPLAINT_RATE_MAX = 0.003  # above this complaint rate a sending campaign pauses itself
+CAMPAIGN_MONITOR_SECONDS = 5  # how often scheduled campaigns start, finished ones close, complaint rates are checked
+SUPPRESSION_EXPIRY_SECONDS = 3600  # how often expired suppressions are removed
+# Opens fetched by mail privacy proxies, not by people (Apple Mail Privacy Protection prefetches every image).
+PRIVACY_PROXY_NETWORKS = ("17.0.0.0/8",)  # Apple's egress ranges for Mail Privacy Protection
+PRIVACY_PROXY_USER_AGENTS = ()  # substrings of User-Agent headers of prefetching proxies (none known beyond IPs)

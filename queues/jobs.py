@@ -8,6 +8,7 @@ from django.utils import timezone
 from deliveryhub import leader
 from deliveryhub.jobs import system_job
 
+from .campaigns import jobs as campaign_jobs  # noqa: F401  (registers the campaign monitor and suppression expiry)
 from .delivery import dequeuer
 from .models import IdempotencyKey
 

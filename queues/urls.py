@@ -1,6 +1,6 @@
 """UI URLs of the queues app."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("routes/", views.route_list, name="route-list"),
     path("routes/<int:pk>/delete/", views.route_delete, name="route-delete"),
     path("test-inbox/", views.test_inbox, name="test-inbox"),
+    path("", include("queues.campaigns.urls")),
 ]

@@ -294,7 +294,10 @@ class RouteSerializer(serializers.ModelSerializer):
 
 
 class SuppressionSerializer(serializers.ModelSerializer):
+    campaign = serializers.UUIDField(source="campaign.uuid", read_only=True, default=None)
+    message = serializers.UUIDField(source="message.uuid", read_only=True, default=None)
+
     class Meta:
         model = Suppression
-        fields = ["id", "address", "reason", "source", "created"]
+        fields = ["id", "address", "reason", "source", "campaign", "message", "expires", "created"]
         read_only_fields = ["created"]

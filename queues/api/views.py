@@ -3,14 +3,21 @@
 import json
 
 from django.db.models import Prefetch
+from django.http import StreamingHttpResponse
+from django.utils.dateparse import parse_datetime
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from deliveryhub.api.views import AnyAcceptNegotiation
 from deliveryhub.api.viewsets import BaseViewSetMixin, TenantModelViewSet
 
 from .. import services
+from ..campaigns import imports, suppressions
+from ..campaigns.api.serializers import ContactImportSerializer
+from ..choices import ImportKind
 from ..filtersets import MessageFilterSet, RouteFilterSet, SuppressionFilterSet
 from ..models import DeliveryAttempt, Message, MessageEvent, Route, Suppression
 from .serializers import (
@@ -109,3 +116,43 @@ class SuppressionViewSet(TenantModelViewSet):
             self.request_tenant(), data["address"], reason=data.get("reason") or "manual",
             source=data.get("source", ""), acting_user=self.request.user,
         )  # fmt: skip
+        if data.get("expires"):
+            serializer.instance.expires = data["expires"]
+            serializer.instance.save()
+
+    def perform_destroy(self, instance):
+        suppressions.remove_suppression(instance, acting_user=self.request.user)
+
+    @action(detail=False, methods=["post"], permission_action="add")
+    def bulk(self, request):
+        """Add many addresses at once: `{"addresses": [...], "reason": "manual", "expires": null}`; all or none."""
+        data = request.data
+        addresses = data.get("addresses")
+        if not isinstance(addresses, list):
+            raise ValidationError({"addresses": "A list of addresses."})
+        expires = parse_datetime(data["expires"]) if data.get("expires") else None
+        created = suppressions.add_suppressions(
+            self.request_tenant(), [str(a) for a in addresses], reason=data.get("reason") or "manual",
+            source=str(data.get("source", ""))[:500], expires=expires, acting_user=request.user,
+        )  # fmt: skip
+        return Response({"added": len(created), "results": SuppressionSerializer(created, many=True).data},
+                        status=status.HTTP_201_CREATED)  # fmt: skip
+
+    @action(detail=False, methods=["post"], url_path="import", permission_action="add",
+            parser_classes=[MultiPartParser, FormParser])  # fmt: skip
+    def import_csv(self, request):
+        """Import a CSV file of addresses (multipart `file`, optional `email_column`) as a job; 202 + the import."""
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationError({"file": "Attach the CSV file as `file`."})
+        imp = imports.start_import(self.request_tenant(), upload, kind=ImportKind.SUPPRESSIONS,
+                                   email_column=request.data.get("email_column") or "email", acting_user=request.user)
+        return Response(ContactImportSerializer(imp).data, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=False, methods=["get"], permission_action="export", content_negotiation_class=AnyAcceptNegotiation)
+    def export(self, request):
+        """The suppression list as CSV (with the list's filters), streamed."""
+        rows = suppressions.export_rows(self.filter_queryset(self.get_queryset()))
+        response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="suppressions.csv"'
+        return response

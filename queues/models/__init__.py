@@ -1,11 +1,18 @@
 """Models of the queues app: messages and their delivery record, and the sending configuration around them."""
 
+from .campaigns import Campaign, CampaignMinute
 from .config import BounceRule, Route, SmtpCredential, Suppression
+from .contacts import Contact, ContactImport, ContactList, Subscription
 from .messages import CapturedMessage, DeliveryAttempt, IdempotencyKey, Message, MessageContent, MessageEvent
 
 __all__ = [
     "BounceRule",
+    "Campaign",
+    "CampaignMinute",
     "CapturedMessage",
+    "Contact",
+    "ContactImport",
+    "ContactList",
     "DeliveryAttempt",
     "IdempotencyKey",
     "Message",
@@ -13,5 +20,6 @@ __all__ = [
     "MessageEvent",
     "Route",
     "SmtpCredential",
+    "Subscription",
     "Suppression",
 ]

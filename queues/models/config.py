@@ -89,6 +89,11 @@ class Suppression(ChangeLoggedModel, TenantModel):
     address = models.CharField(max_length=320)  # lower case
     reason = models.CharField(max_length=20, choices=SuppressionReason.choices, default=SuppressionReason.MANUAL)
     source = models.CharField(max_length=500, blank=True)  # the reply or report that caused it, or who added it
+    message = models.ForeignKey("queues.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    campaign = models.ForeignKey(
+        "queues.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="suppressions"
+    )
+    expires = models.DateTimeField(null=True, blank=True)  # empty: for good; removed (audited) when it has passed
 
     permission_area = Area.SENDING
     personal_fields = frozenset({"address", "source"})  # the source may quote the address (a bounce reply)

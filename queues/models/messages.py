@@ -40,6 +40,12 @@ class MessageContent(TenantModel):
     message_id_header = models.CharField(max_length=255, blank=True)
     created = models.DateTimeField(default=timezone.now)
     purged_at = models.DateTimeField(null=True, blank=True)  # body deleted (retention or erasure)
+    # A campaign's content: `raw` is empty and each message is rendered from the campaign's templates and the
+    # message's contact in the delivery worker, just before signing.
+    campaign = models.ForeignKey(
+        "queues.Campaign", on_delete=models.PROTECT, null=True, blank=True, related_name="contents"
+    )
+    is_test = models.BooleanField(default=False)  # a campaign's test send (subject marked, never counted)
 
     permission_area = Area.SENDING
 
@@ -81,6 +87,8 @@ class Message(PersonalDataMixin, TenantModel):
     )  # chosen by the scheduler for the current batch, kept for the record
     tag = models.CharField(max_length=100, blank=True, db_index=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # A campaign message's recipient: the variables its content is rendered with.
+    contact = models.ForeignKey("queues.Contact", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created = models.DateTimeField(default=timezone.now, db_index=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -1,0 +1,236 @@
+"""
+Fan-out: a started campaign's recipients become `Message` rows, in one set-based statement.
+
+Recipients are the contacts subscribed to any of the campaign's lists (each once), minus the tenant's suppressed
+addresses; a "resend" campaign takes the contacts whose messages of the parent campaign ended in the states it
+names (and who are still subscribed and not suppressed). `recipient_contacts()` is that one definition, used by
+the deliverability gate, the fan-out and the campaign pages alike.
+
+The rows are written by `INSERT … SELECT` inside the database (no row passes through Python: a million recipients
+take seconds), sharing one `MessageContent` (no body is stored: the worker renders each message), at marketing
+priority, with their first `accepted` event. A paced campaign's rows wait unreleased (`next_attempt_at` =
+`UNRELEASED`) until `pacing.release()` lets them go at the campaign's rate.
+"""
+
+import datetime
+import logging
+
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from deliveryhub import audit
+
+from ..choices import CampaignState, EventKind, MessagePriority, MessageStatus, SubscriptionStatus
+from ..constants import VERP_LOCAL_PREFIX, VERP_SEPARATOR
+from ..models import Campaign, Contact, Message, MessageContent, MessageEvent, Subscription, Suppression
+
+logger = logging.getLogger(__name__)
+
+# next_attempt_at of a paced campaign's messages until pacing releases them: never "due" for the scheduler.
+UNRELEASED = datetime.datetime(2999, 1, 1, tzinfo=datetime.UTC)
+WAITING_DETAIL = "Waiting for its turn: the campaign is paced."
+CANCEL_CHUNK = 10000  # messages cancelled per UPDATE
+FANOUT_RETRY_SECONDS = 600  # a fan-out claimed this long ago without finishing (its worker died) is tried again
+# Statuses "resend to the failed/deferred" takes from the parent campaign.
+RESEND_STATUSES = (MessageStatus.DEFERRED, MessageStatus.BOUNCED, MessageStatus.EXPIRED, MessageStatus.HELD)
+
+
+def recipient_contacts(campaign):
+    """The contacts a campaign sends to (see the module docstring), as a queryset of `Contact`."""
+    subscribed = Subscription.objects.filter(
+        contact_id=OuterRef("pk"), contact_list__in=campaign.lists.all(), status=SubscriptionStatus.SUBSCRIBED
+    )
+    suppressed = Suppression.objects.filter(tenant_id=campaign.tenant_id, address=OuterRef("email"))
+    contacts = (
+        Contact.objects.filter(tenant_id=campaign.tenant_id).filter(Exists(subscribed)).exclude(Exists(suppressed))
+    )
+    if campaign.parent_id is not None:
+        parent_messages = Message.objects.filter(
+            content__campaign_id=campaign.parent_id, content__is_test=False, status__in=campaign.resend_statuses
+        )
+        contacts = contacts.filter(pk__in=parent_messages.values("contact_id"))
+    return contacts
+
+
+def campaign_content(campaign):
+    """The content row all of a campaign's (non-test) messages share, or None before fan-out."""
+    return MessageContent.objects.filter(campaign=campaign, is_test=False).first()
+
+
+def new_content(campaign, *, is_test):
+    return MessageContent.objects.create(
+        tenant_id=campaign.tenant_id,
+        campaign=campaign,
+        is_test=is_test,
+        raw=b"",
+        size=0,
+        subject=campaign.subject[:255],
+        from_header=campaign.from_header[:320],
+    )
+
+
+def _recipients_cte(select_sql):
+    """`WITH r AS (…)`: the recipients query with a random version-4 UUID (32 hex digits, column `h`) per row,
+    materialised so that each row's UUID is drawn once."""
+    if connection.vendor == "postgresql":
+        uuid_hex = "replace(gen_random_uuid()::text, '-', '')"
+        return f"WITH r AS MATERIALIZED (SELECT {uuid_hex} AS h, q.* FROM ({select_sql}) q) "
+    # SQLite: 16 random bytes, then the version (4) and variant (8-b) nibbles set.
+    return (
+        f"WITH r0 AS MATERIALIZED (SELECT lower(hex(randomblob(16))) AS x, q.* FROM ({select_sql}) q), "
+        f"r AS MATERIALIZED (SELECT substr(x, 1, 12) || '4' || substr(x, 14, 3) || "
+        f"substr('89ab', 1 + (abs(random()) % 4), 1) || substr(x, 18, 15) AS h, r0.* FROM r0) "
+    )
+
+
+def write_messages(campaign, content, contacts, *, next_attempt_at, send_at, status_detail=""):
+    """INSERT one queued Message per contact of `contacts` (a queryset) and its `accepted` event; returns the count."""
+    message, event = Message._meta.db_table, MessageEvent._meta.db_table
+    domain = campaign.sending_domain
+    postgres = connection.vendor == "postgresql"
+    select_sql, select_params = contacts.values_list("id", "email", "domain").query.sql_with_params()
+    now = timezone.now()
+    json_value = "%s::jsonb" if postgres else "%s"
+    sql = (
+        _recipients_cte(select_sql)
+        + f"INSERT INTO {message} (uuid, tenant_id, content_id, sending_domain_id, ip_pool_id, mail_from, rcpt_to, "
+        f"rcpt_domain, priority, status, status_detail, attempts, next_attempt_at, send_at, lease_reclaims, tag, "
+        f"metadata, contact_id, created, updated) "
+        f"SELECT {'CAST(r.h AS uuid)' if postgres else 'r.h'}, %s, %s, %s, %s, "
+        f"'{VERP_LOCAL_PREFIX}{VERP_SEPARATOR}' || r.h || %s, r.email, r.domain, %s, %s, %s, 0, %s, %s, 0, %s, "
+        f"{json_value}, r.id, %s, %s FROM r"
+    )
+    params = [
+        *select_params,
+        campaign.tenant_id,
+        content.pk,
+        domain.pk,
+        campaign.ip_pool_id,
+        f"@{domain.return_path_host}",
+        MessagePriority.MARKETING,
+        MessageStatus.QUEUED,
+        status_detail,
+        next_attempt_at,
+        send_at,
+        campaign.tag,
+        "{}",
+        now,
+        now,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _adapt(params))
+        count = cursor.rowcount
+        cursor.execute(
+            f"INSERT INTO {event} (message_id, time, kind, detail, data) SELECT id, %s, %s, %s, {json_value} "
+            f"FROM {message} WHERE content_id = %s",
+            _adapt([now, EventKind.ACCEPTED, f"Campaign {campaign.name}"[:500], "{}", content.pk]),
+        )
+    return count
+
+
+def _adapt(params):
+    """Datetimes as the backend stores them (the raw cursor does not know the column types)."""
+    return [connection.ops.adapt_datetimefield_value(p) if isinstance(p, datetime.datetime) else p for p in params]
+
+
+def claim(campaign_id, now=None):
+    """Take the fan-out of a due scheduled campaign (a conditional UPDATE: one taker). True when taken."""
+    now = now or timezone.now()
+    stale = now - datetime.timedelta(seconds=FANOUT_RETRY_SECONDS)
+    due = Campaign.objects.filter(pk=campaign_id, state=CampaignState.SCHEDULED, send_at__lte=now)
+    claimed = due.filter(fanout_started__isnull=True).update(fanout_started=now)
+    if not claimed:
+        claimed = due.filter(fanout_started__lt=stale).update(fanout_started=now)
+    return bool(claimed)
+
+
+def fan_out(campaign_id):
+    """RQ job: write a due campaign's messages and make it `sending` (see the module docstring). Idempotent."""
+    if not claim(campaign_id):
+        return 0
+    campaign = Campaign.objects.select_related("sending_domain").get(pk=campaign_id)
+    now = timezone.now()
+    with transaction.atomic():
+        if campaign_content(campaign) is not None:  # an earlier run got this far and committed
+            return 0
+        content = new_content(campaign, is_test=False)
+        if campaign.is_paced:
+            count = write_messages(
+                campaign,
+                content,
+                recipient_contacts(campaign),
+                next_attempt_at=UNRELEASED,
+                send_at=None,
+                status_detail=WAITING_DETAIL,
+            )
+        else:
+            count = write_messages(campaign, content, recipient_contacts(campaign), next_attempt_at=now, send_at=now)
+        if campaign.parent_id is not None:
+            _supersede(campaign, content)
+        moved = Campaign.objects.filter(pk=campaign.pk, state=CampaignState.SCHEDULED).update(
+            state=CampaignState.SENDING,
+            started_at=now,
+            recipients=count,
+            pace_checked=now,
+            pace_tokens=0.0,
+            released=0 if campaign.is_paced else count,
+        )
+        campaign.refresh_from_db()
+        with audit.audit_context(principal=None, tenant_id=campaign.tenant_id):
+            audit.record("campaign.fanout", obj=campaign, postchange={"recipients": count, "state": campaign.state})
+    logger.info("Campaign %s: %d message(s) queued", campaign.uuid, count)
+    if not moved and campaign.state == CampaignState.CANCELLED:  # cancelled while the fan-out ran
+        cancel_remaining(campaign)
+    return count
+
+
+def _supersede(campaign, content):
+    """A resend takes over the parent's messages still waiting to retry: they are cancelled, never sent twice."""
+    waiting = Message.objects.filter(
+        content__campaign_id=campaign.parent_id,
+        content__is_test=False,
+        lease_owner__isnull=True,
+        status__in=(MessageStatus.DEFERRED, MessageStatus.HELD, MessageStatus.QUEUED),
+        contact_id__in=Message.objects.filter(content=content).values("contact_id"),
+    )
+    ids = list(waiting.values_list("id", flat=True))
+    now = timezone.now()
+    detail = f"Superseded by the follow-up campaign {campaign.name}."[:500]
+    Message.objects.filter(id__in=ids, lease_owner__isnull=True).update(
+        status=MessageStatus.CANCELLED, status_detail=detail, updated=now
+    )
+    MessageEvent.objects.bulk_create(
+        [MessageEvent(message_id=i, time=now, kind=EventKind.CANCELLED, detail=detail) for i in ids], batch_size=2000
+    )
+
+
+def cancel_remaining(campaign):
+    """Mark every message of `campaign` not being sent as `cancelled` (with its event), in chunks; returns the count.
+
+    Rows handed to a batch but not claimed yet are cancelled too (the worker's claim then skips them); rows a worker
+    is sending finish, and a row whose worker died comes back queued and is cancelled by the next sweep."""
+    now = timezone.now()
+    waiting = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.HELD)
+    base = Message.objects.filter(content__campaign=campaign, content__is_test=False, status__in=waiting)
+    total = 0
+    while True:
+        ids = list(base.order_by().values_list("id", flat=True)[:CANCEL_CHUNK])
+        if not ids:
+            return total
+        with transaction.atomic():
+            count = Message.objects.filter(id__in=ids, status__in=waiting).update(
+                status=MessageStatus.CANCELLED,
+                status_detail="The campaign was cancelled.",
+                updated=now,
+                lease_owner=None,
+                lease_expires=None,
+            )
+            MessageEvent.objects.bulk_create(
+                [
+                    MessageEvent(message_id=i, time=now, kind=EventKind.CANCELLED, detail="Campaign cancelled.")
+                    for i in ids
+                ],
+                batch_size=2000,
+            )
+        total += count
