@@ -120,7 +120,9 @@ def write_messages(campaign, content, contacts, *, next_attempt_at, send_at, sta
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, _adapt(params))
-        count = cursor.rowcount
+        # (SQLite's driver gives no rowcount for a statement starting with WITH.)
+        cursor.execute(f"SELECT count(*) FROM {message} WHERE content_id = %s", [content.pk])
+        count = cursor.fetchone()[0]
         cursor.execute(
             f"INSERT INTO {event} (message_id, time, kind, detail, data) SELECT id, %s, %s, %s, {json_value} "
             f"FROM {message} WHERE content_id = %s",

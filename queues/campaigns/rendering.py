@@ -5,7 +5,7 @@ Tenants write the templates, so they must not reach Python objects, files or set
 attributes that start with an underscore and unsafe callables (`''.__class__.__mro__`, `cycler.__init__`),
 ranges are capped, and the only context is the contact (`email`, `name`, `attributes`), the campaign's name and
 `unsubscribe_url`. A missing variable renders empty (`ChainableUndefined`: `contact.attributes.city` of a contact
-without that field is ""), so `{{ contact.name | default("there") }}` works for contacts without a name.
+without that field is "", see CampaignUndefined), so `{{ contact.name | default("there") }}` works for contacts without a name.
 
 `render_message()` builds the RFC 5322 bytes by hand, not with the `email` package: it runs in the delivery worker
 for every recipient, and assembling parts from strings costs a fraction of what `EmailMessage` does. The result has
@@ -39,11 +39,38 @@ _HREF = re.compile(r'(<a\b[^>]*?\bhref\s*=\s*)(["\'])(https?://[^"\']+)\2', re.I
 SAMPLE_CONTACT = {"email": "sample@example.com", "name": "Sample Contact", "attributes": {}}
 
 
+class CampaignUndefined(ChainableUndefined):
+    """A missing value renders empty (also down a chain: `contact.attributes.city`); a value the sandbox refused
+    (`''.__class__`) raises its SecurityError when used, so that a template reaching for one fails to save."""
+
+    __slots__ = ()
+
+    def _refused(self):
+        return isinstance(self._undefined_exception, type) and issubclass(self._undefined_exception, SecurityError)
+
+    def __str__(self):
+        if self._refused():
+            self._fail_with_undefined_error()
+        return ""
+
+    def __iter__(self):
+        if self._refused():
+            self._fail_with_undefined_error()
+        return iter(())
+
+    def __getattr__(self, name):
+        if name[:2] == "__":
+            raise AttributeError(name)
+        if self._refused():
+            self._fail_with_undefined_error()
+        return self
+
+
 class CampaignSandbox(SandboxedEnvironment):
     """The sandbox with a tighter range() cap (the default allows 100,000 items per loop)."""
 
     def __init__(self, **options):
-        super().__init__(undefined=ChainableUndefined, keep_trailing_newline=True, **options)
+        super().__init__(undefined=CampaignUndefined, keep_trailing_newline=True, **options)
         self.globals["range"] = self._range
 
     @staticmethod
