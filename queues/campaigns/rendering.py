@@ -4,8 +4,8 @@ Campaign templates: Jinja2 in its `SandboxedEnvironment`, compiled once per cont
 Tenants write the templates, so they must not reach Python objects, files or settings: the sandbox refuses
 attributes that start with an underscore and unsafe callables (`''.__class__.__mro__`, `cycler.__init__`),
 ranges are capped, and the only context is the contact (`email`, `name`, `attributes`), the campaign's name and
-`unsubscribe_url`. A missing variable renders empty (`ChainableUndefined`: `contact.attributes.city` of a contact
-without that field is "", see CampaignUndefined), so `{{ contact.name | default("there") }}` works for contacts without a name.
+`unsubscribe_url`. A missing variable renders empty (`CampaignUndefined`: `contact.attributes.city` of a contact
+without that field is ""), so `{{ contact.name | default("there") }}` works for contacts without a name.
 
 `render_message()` builds the RFC 5322 bytes by hand, not with the `email` package: it runs in the delivery worker
 for every recipient, and assembling parts from strings costs a fraction of what `EmailMessage` does. The result has
