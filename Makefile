@@ -5,6 +5,7 @@
 #   make bench  run the benchmark (intake, then delivery; bodies encrypted at rest too)
 #   make bench-intake  only the intake figures (batch and single-message API, gunicorn)
 #   make bench-compliance  the audit PDF and data-subject access speed targets
+#   make bench-campaign  import, fan-out and personalised delivery of campaigns (BENCH_DATABASE_URL: PostgreSQL too)
 #   make lint   ruff, system checks and the missing-migration check
 
 .DEFAULT_GOAL := run
@@ -16,7 +17,7 @@ PY := $(VENV)/bin/python
 PYTHON ?=
 PYTEST_ARGS ?= -q
 
-.PHONY: venv run test bench bench-intake bench-compliance lint clean-venv
+.PHONY: venv run test bench bench-intake bench-compliance bench-campaign lint clean-venv
 
 venv: $(VENV)/.installed
 
@@ -54,6 +55,16 @@ bench-intake: venv
 # (PostgreSQL: BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/deliveryhub_bench, kept between runs).
 bench-compliance: venv
 	$(PY) manage.py bench_compliance
+
+# Campaigns: a 1,000,000-row CSV import (SQLite, and PostgreSQL when BENCH_DATABASE_URL is set), the fan-out of a
+# 1,000,000-recipient campaign, personalised delivery against transactional delivery in the same run.
+bench-campaign: venv
+	@if [ ! -x /usr/sbin/smtp-sink ]; then \
+	  echo "Installing Postfix for smtp-sink (no mail server is configured)"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix; \
+	fi
+	$(PY) manage.py bench_campaign
 
 lint: venv
 	$(VENV)/bin/ruff check .

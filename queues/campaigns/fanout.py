@@ -8,7 +8,9 @@ the deliverability gate, the fan-out and the campaign pages alike.
 
 The rows are written by `INSERT … SELECT` inside the database (no row passes through Python: a million recipients
 take seconds), sharing one `MessageContent` (no body is stored: the worker renders each message), at marketing
-priority, with their first `accepted` event. A paced campaign's rows wait unreleased (`next_attempt_at` =
+priority. They get no `accepted` event each (a million rows that would only repeat their `created` time): the
+campaign's `campaign.fanout` audit entry records their intake, and their events start with their first attempt. A
+paced campaign's rows wait unreleased (`next_attempt_at` =
 `UNRELEASED`) until `pacing.release()` lets them go at the campaign's rate.
 """
 
@@ -85,8 +87,8 @@ def _recipients_cte(select_sql):
 
 
 def write_messages(campaign, content, contacts, *, next_attempt_at, send_at, status_detail=""):
-    """INSERT one queued Message per contact of `contacts` (a queryset) and its `accepted` event; returns the count."""
-    message, event = Message._meta.db_table, MessageEvent._meta.db_table
+    """INSERT one queued Message per contact of `contacts` (a queryset); returns the count."""
+    message = Message._meta.db_table
     domain = campaign.sending_domain
     postgres = connection.vendor == "postgresql"
     select_sql, select_params = contacts.values_list("id", "email", "domain").query.sql_with_params()
@@ -123,11 +125,6 @@ def write_messages(campaign, content, contacts, *, next_attempt_at, send_at, sta
         # (SQLite's driver gives no rowcount for a statement starting with WITH.)
         cursor.execute(f"SELECT count(*) FROM {message} WHERE content_id = %s", [content.pk])
         count = cursor.fetchone()[0]
-        cursor.execute(
-            f"INSERT INTO {event} (message_id, time, kind, detail, data) SELECT id, %s, %s, %s, {json_value} "
-            f"FROM {message} WHERE content_id = %s",
-            _adapt([now, EventKind.ACCEPTED, f"Campaign {campaign.name}"[:500], "{}", content.pk]),
-        )
     return count
 
 

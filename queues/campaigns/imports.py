@@ -400,13 +400,10 @@ def _count(cursor, sql, params):
 
 def _write_contacts(imp, rows):
     """Write one chunk of contacts and their subscriptions to the import's list: (created, updated, suppressed)."""
+    if _postgres():
+        return _write_contacts_postgres(imp, rows)
     contact, subscription, suppression = (m._meta.db_table for m in (Contact, Subscription, Suppression))
     now, tenant_id, list_id = timezone.now(), imp.tenant_id, imp.contact_list_id
-    merge = (
-        f"{contact}.attributes || excluded.attributes"
-        if _postgres()
-        else f"json_patch({contact}.attributes, excluded.attributes)"
-    )
     with connection.cursor() as cursor:
         _load_stage(cursor, rows)
         existing = _count(
@@ -420,32 +417,20 @@ def _write_contacts(imp, rows):
         )
         if imp.mode == ImportMode.UPDATE:
             cursor.execute(
-                insert + f"ON CONFLICT (tenant_id, email) DO UPDATE SET "
-                f"name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE {contact}.name END, "
-                f"attributes = {merge}, last_updated = excluded.last_updated",
+                insert
+                + _UPSERT.format(contact=contact, merge=f"json_patch({contact}.attributes, excluded.attributes)"),
                 [tenant_id, now, now],
             )
         else:
             cursor.execute(insert + "ON CONFLICT (tenant_id, email) DO NOTHING", [tenant_id, now, now])
         created = len(rows) - existing
-        status = (
-            SubscriptionStatus.UNSUBSCRIBED if imp.mode == ImportMode.UNSUBSCRIBE else SubscriptionStatus.SUBSCRIBED
-        )
-        subscribe = (
+        cursor.execute(
             f"INSERT INTO {subscription} (contact_id, contact_list_id, status, created, updated) "
             f"SELECT c.id, %s, %s, %s, %s FROM {STAGE} s JOIN {contact} c ON c.tenant_id = %s AND c.email = s.email "
-            f"WHERE true ON CONFLICT (contact_list_id, contact_id) "
+            f"WHERE true " + _subscribe_conflict(imp, subscription),
+            [list_id, _status(imp), now, now, tenant_id, *_conflict_params(imp)],
         )
-        if imp.mode == ImportMode.UNSUBSCRIBE:
-            cursor.execute(
-                subscribe + f"DO UPDATE SET status = excluded.status, updated = excluded.updated "
-                f"WHERE {subscription}.status = %s",
-                [list_id, status, now, now, tenant_id, SubscriptionStatus.SUBSCRIBED],
-            )
-            updated = existing
-        else:
-            cursor.execute(subscribe + "DO NOTHING", [list_id, status, now, now, tenant_id])
-            updated = existing if imp.mode == ImportMode.UPDATE else max(cursor.rowcount - created, 0)
+        updated = _updated(imp, existing, created, cursor.rowcount)
         suppressed = _count(
             cursor,
             f"SELECT count(*) FROM {STAGE} s JOIN {suppression} p ON p.tenant_id = %s AND p.address = s.email",
@@ -453,6 +438,85 @@ def _write_contacts(imp, rows):
         )
         _drop_stage(cursor)
     return created, updated, suppressed
+
+
+def _write_contacts_postgres(imp, rows):
+    """PostgreSQL: the chunk as arrays (`= ANY`, `unnest`), so every lookup is an index probe of the unique
+    (tenant, email) index; a join would scan the tenant's whole contact table once per chunk."""
+    contact, subscription, suppression = (m._meta.db_table for m in (Contact, Subscription, Suppression))
+    now, tenant_id, list_id = timezone.now(), imp.tenant_id, imp.contact_list_id
+    emails = [row[0] for row in rows]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT email, id FROM {contact} WHERE tenant_id = %s AND email = ANY(%s)", [tenant_id, emails])
+        ids = dict(cursor.fetchall())
+        existing = len(ids)
+        writing = rows if imp.mode == ImportMode.UPDATE else [row for row in rows if row[0] not in ids]
+        if writing:
+            columns = [list(column) for column in zip(*writing, strict=True)]
+            insert = (
+                f"INSERT INTO {contact} (tenant_id, email, domain, name, attributes, created, last_updated) "
+                f"SELECT %s, e, d, n, a::jsonb, %s, %s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+                f"AS t(e, d, n, a) "
+            )
+            if imp.mode == ImportMode.UPDATE:
+                conflict = _UPSERT.format(contact=contact, merge=f"{contact}.attributes || excluded.attributes")
+            else:
+                conflict = "ON CONFLICT (tenant_id, email) DO NOTHING"
+            cursor.execute(insert + conflict + " RETURNING email, id", [tenant_id, now, now, *columns])
+            ids.update(cursor.fetchall())
+        missing = [email for email in emails if email not in ids]
+        if missing:  # created by someone else since the first look
+            cursor.execute(
+                f"SELECT email, id FROM {contact} WHERE tenant_id = %s AND email = ANY(%s)", [tenant_id, missing]
+            )
+            ids.update(cursor.fetchall())
+            existing += len(missing)
+        created = len(rows) - existing
+        cursor.execute(
+            f"INSERT INTO {subscription} (contact_id, contact_list_id, status, created, updated) "
+            f"SELECT unnest(%s::bigint[]), %s, %s, %s, %s " + _subscribe_conflict(imp, subscription),
+            [[ids[email] for email in emails], list_id, _status(imp), now, now, *_conflict_params(imp)],
+        )
+        updated = _updated(imp, existing, created, cursor.rowcount)
+        suppressed = _count(
+            cursor,
+            f"SELECT count(*) FROM {suppression} WHERE tenant_id = %s AND address = ANY(%s)",
+            [tenant_id, emails],
+        )
+    return created, updated, suppressed
+
+
+# Update mode: a name only when the file has one; custom fields merged (the file's win).
+_UPSERT = (
+    "ON CONFLICT (tenant_id, email) DO UPDATE SET name = CASE WHEN excluded.name <> '' THEN excluded.name "
+    "ELSE {contact}.name END, attributes = {merge}, last_updated = excluded.last_updated"
+)
+
+
+def _status(imp):
+    return SubscriptionStatus.UNSUBSCRIBED if imp.mode == ImportMode.UNSUBSCRIBE else SubscriptionStatus.SUBSCRIBED
+
+
+def _subscribe_conflict(imp, subscription):
+    """Add/update never touch an existing subscription (an unsubscribed contact stays so); unsubscribe changes a
+    subscribed one."""
+    if imp.mode == ImportMode.UNSUBSCRIBE:
+        return (
+            f"ON CONFLICT (contact_list_id, contact_id) DO UPDATE SET status = excluded.status, "
+            f"updated = excluded.updated WHERE {subscription}.status = %s"
+        )
+    return "ON CONFLICT (contact_list_id, contact_id) DO NOTHING"
+
+
+def _conflict_params(imp):
+    return [SubscriptionStatus.SUBSCRIBED] if imp.mode == ImportMode.UNSUBSCRIBE else []
+
+
+def _updated(imp, existing, created, subscribed):
+    """Existing contacts the chunk touched: changed (update), unsubscribed (unsubscribe), or newly on the list (add)."""
+    if imp.mode == ImportMode.ADD:
+        return max(subscribed - created, 0)
+    return existing
 
 
 def _write_suppressions(imp, rows):

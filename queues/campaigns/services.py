@@ -33,7 +33,7 @@ from ..constants import (
 from ..mime import normalize_address, parse_mailbox
 from ..models import Campaign, Contact, Message, MessageEvent, Subscription, Suppression
 from ..services import sending_domain_for, suppress_addresses
-from . import fanout, gate, rendering
+from . import fanout, gate, rendering, tokens
 
 logger = logging.getLogger(__name__)
 
@@ -443,6 +443,21 @@ def unsubscribe(message, *, via="https"):
                 postchange={"lists": changed},
             )
         return bool(changed)
+
+
+def message_for_unsubscribe_address(address):
+    """The campaign message a mailto: unsubscribe address (`u-<token>@<return-path host>`) names, or None."""
+    token = tokens.token_from_unsubscribe_address(address)
+    message_uuid = tokens.message_uuid_from_token(token) if token else None
+    return campaign_message(message_uuid) if message_uuid is not None else None
+
+
+def unsubscribe_by_mail(address):
+    """Mail to a List-Unsubscribe mailto: address (the inbound SMTP listener): the same as the one-click POST."""
+    message = message_for_unsubscribe_address(address)
+    if message is not None:
+        unsubscribe(message, via="mailto")
+    return message
 
 
 def is_privacy_proxy(client_ip, user_agent):

@@ -3,7 +3,8 @@ an ETA, and sends per minute (the counters the delivery worker keeps)."""
 
 import datetime
 
-from django.db.models import Count, Q
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from ..choices import CampaignState, EventKind, MessageStatus
@@ -129,3 +130,37 @@ def sends_per_minute(campaign):
         }
         for row in reversed(list(rows))
     ]
+
+
+def count_attempts(messages, now):
+    """Add a batch's SMTP attempts of campaign messages to their campaigns' minute counters (the delivery worker calls
+    this after writing a batch). `messages`: the written rows, each with its loaded content. One upsert per campaign
+    and minute; nothing for a batch without campaign messages."""
+    counts = {}
+    for message in messages:
+        content = message.content
+        if content.campaign_id is None or content.is_test or message.last_attempt_at != now:
+            continue
+        bucket = counts.setdefault(content.campaign_id, {"sent": 0, "delivered": 0, "deferred": 0, "bounced": 0})
+        bucket["sent"] += 1
+        if message.status in OUTCOME_COUNTERS:
+            bucket[OUTCOME_COUNTERS[message.status]] += 1
+    minute = now.replace(second=0, microsecond=0)
+    for campaign_id, bucket in counts.items():
+        changes = {name: F(name) + value for name, value in bucket.items()}
+        if CampaignMinute.objects.filter(campaign_id=campaign_id, minute=minute).update(**changes):
+            continue
+        try:
+            with transaction.atomic():
+                CampaignMinute.objects.create(campaign_id=campaign_id, minute=minute, **bucket)
+        except IntegrityError:  # another worker created this minute's row meanwhile
+            CampaignMinute.objects.filter(campaign_id=campaign_id, minute=minute).update(**changes)
+    return counts
+
+
+OUTCOME_COUNTERS = {
+    MessageStatus.DELIVERED: "delivered",
+    MessageStatus.DEFERRED: "deferred",
+    MessageStatus.EXPIRED: "deferred",
+    MessageStatus.BOUNCED: "bounced",
+}

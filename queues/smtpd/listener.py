@@ -2,6 +2,9 @@
 The SMTP listener (aiosmtpd): authenticated submission for applications, and inbound reports to our VERP
 return-path addresses.
 
+Mail to a campaign's List-Unsubscribe mailto: address (`u-<token>@<return-path host>`, RFC 8058's fallback) is
+accepted without AUTH too and unsubscribes the recipient like the one-click POST does.
+
 Submission: STARTTLS is required before anything but EHLO/NOOP/QUIT; AUTH PLAIN/LOGIN is offered only after
 STARTTLS and checks `SmtpCredential`s; the message goes through the same `accept_messages()` as the API
 and the `250` is sent only after the database committed. Without AUTH, RCPT is refused with 5.7.1 (no
@@ -33,6 +36,8 @@ from django.core.exceptions import ValidationError
 from django.db import close_old_connections
 
 from deliveryhub import throttle
+
+from ..campaigns import services as campaign_services
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +135,9 @@ def _is_report_address(address):
     from ..models import Message
 
     message_uuid = Message.uuid_from_verp(address)
-    return message_uuid is not None and Message.objects.filter(uuid=message_uuid).exists()
+    if message_uuid is not None and Message.objects.filter(uuid=message_uuid).exists():
+        return True
+    return campaign_services.message_for_unsubscribe_address(address) is not None
 
 
 def _submit(tenant_id, rcpt_tos, content):
@@ -148,7 +155,8 @@ def _submit(tenant_id, rcpt_tos, content):
 def _report(rcpt_tos, content):
     from ..inbound_reports import process_report
 
-    return process_report(rcpt_tos, content)
+    reports = [rcpt for rcpt in rcpt_tos if campaign_services.unsubscribe_by_mail(rcpt) is None]
+    return process_report(reports, content) if reports else 0
 
 
 # ---------------------------------------------------------------------------------------------------------------------

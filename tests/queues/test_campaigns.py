@@ -234,7 +234,7 @@ class FanOutTest(CampaignTestCase):
             self.assertEqual(Message.uuid_from_verp(message.mail_from), message.uuid)
             self.assertEqual(message.uuid.version, 4)
             self.assertEqual(message.rcpt_domain, message.rcpt_to.rpartition("@")[2])
-            self.assertEqual(list(message.events.values_list("kind", flat=True)), [EventKind.ACCEPTED])
+            self.assertFalse(message.events.exists())  # intake is the campaign's audit entry, not 1M events
         self.assertEqual(len(set(messages.values_list("uuid", flat=True))), 3)
         # A second fan-out run changes nothing.
         self.assertEqual(fanout.fan_out(campaign.pk), 0)
