@@ -71,7 +71,7 @@ class Command(BaseCommand):
         if run:
             return self.inner(Path(run), phase, rows, messages, workers)
         if messages and not Path(SMTP_SINK).exists():
-            raise CommandError(f"{SMTP_SINK} is missing: install Postfix (apt-get install postfix) or run `make bench`.")
+            raise CommandError(f"{SMTP_SINK} is missing: install Postfix (apt-get install postfix).")
         import secrets
 
         from deliveryhub import embedded_redis
@@ -207,7 +207,8 @@ class Command(BaseCommand):
         verdict = "ok" if ratio >= RATE_TARGET else "MISSED"
         self.stdout.write(
             f"personalised delivery {personalised['delivery_rate']:.0f} msg/s = {100 * ratio:.1f}% of transactional "
-            f"{transactional:.0f} msg/s (mean of the runs before and after; target ≥ {100 * RATE_TARGET:.0f}%) {verdict}"
+            f"{transactional:.0f} msg/s (the mean of the runs before and after; target ≥ {100 * RATE_TARGET:.0f}%) "
+            f"{verdict}"
         )
 
 
