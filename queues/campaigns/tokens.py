@@ -45,6 +45,8 @@ def message_uuid_from_token(token):
         data = base64.b32decode(padded)
     except (binascii.Error, ValueError):
         return None
+    if _b32(data) != token.lower():  # one spelling only: the unused bits of the last character must be zero
+        return None
     raw, digest = data[:UUID_BYTES], data[UUID_BYTES:]
     expected = hmac.new(_key("message"), raw, hashlib.sha256).digest()[:TOKEN_DIGEST_BYTES]
     if not hmac.compare_digest(digest, expected):
