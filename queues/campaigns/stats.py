@@ -132,19 +132,18 @@ def sends_per_minute(campaign):
     ]
 
 
-def count_attempts(messages, now):
-    """Add a batch's SMTP attempts of campaign messages to their campaigns' minute counters (the delivery worker calls
-    this after writing a batch). `messages`: the written rows, each with its loaded content. One upsert per campaign
-    and minute; nothing for a batch without campaign messages."""
+def count_attempts(attempts, now):
+    """Add SMTP attempts of campaign messages to their campaigns' minute counters: the delivery worker calls this with
+    the (content, outcome status) of each attempt it wrote. One upsert per campaign and minute; nothing at all for
+    attempts without a campaign (transactional mail)."""
     counts = {}
-    for message in messages:
-        content = message.content
-        if content.campaign_id is None or content.is_test or message.last_attempt_at != now:
+    for content, status in attempts:
+        if content.campaign_id is None or content.is_test:
             continue
         bucket = counts.setdefault(content.campaign_id, {"sent": 0, "delivered": 0, "deferred": 0, "bounced": 0})
         bucket["sent"] += 1
-        if message.status in OUTCOME_COUNTERS:
-            bucket[OUTCOME_COUNTERS[message.status]] += 1
+        if status in OUTCOME_COUNTERS:
+            bucket[OUTCOME_COUNTERS[status]] += 1
     minute = now.replace(second=0, microsecond=0)
     for campaign_id, bucket in counts.items():
         changes = {name: F(name) + value for name, value in bucket.items()}
