@@ -7,6 +7,7 @@ lower-cased: one contact per address and tenant, whatever case it was written in
 import csv
 import functools
 import json
+import re
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -16,14 +17,24 @@ from deliveryhub import audit
 
 from ..choices import SubscriptionStatus
 from ..constants import ATTRIBUTE_NAME_MAX, ATTRIBUTE_VALUE_MAX, ATTRIBUTES_MAX, CONTACT_NAME_MAX
-from ..mime import normalize_address
+from ..mime import normalize_address, normalize_domain
 from ..models import Contact, ContactList, Subscription, Suppression
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ATTRIBUTE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 @functools.lru_cache(maxsize=65536)
+def _domain(domain):
+    """A recipient domain's normal form, once per distinct domain (an import sees the same few thousand again and
+    again); raises ValidationError like `normalize_domain`."""
+    return normalize_domain(domain)
+
+
 def _normalised(address):
+    local, at, domain = address.rpartition("@")
+    if at and domain:
+        address = f"{local}@{_domain(domain)}"  # then normalize_address finds the ASCII form and checks the rest
     return normalize_address(address).lower()
 
 
@@ -39,7 +50,7 @@ def normalise_email(value, field="email"):
 
 
 def has_control_characters(value):
-    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+    return _CONTROL.search(value) is not None
 
 
 def check_name(value, field="name"):

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 DELIMITERS = (",", ";", "\t")
 NAME_TARGET = "name"
 STAGE = "dh_import_stage"
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder for every row
 csv.field_size_limit(1024 * 1024)  # one cell of up to 1 MiB (over-long values are then reported, not fatal)
 
 
@@ -336,7 +337,7 @@ def _parse_row(row, columns, email_index, targets, seen, row_number):
                 return f"The value of {target} contains control characters."
             attributes[target] = value
     seen[email] = row_number
-    return email, domain, name, json.dumps(attributes, ensure_ascii=False, separators=(",", ":"))
+    return email, domain, name, _to_json(attributes)
 
 
 def _write_chunk(imp, write, rows, progress):
