@@ -44,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 DELIMITERS = (",", ";", "\t")
 NAME_TARGET = "name"
-STAGE = "dh_import_stage"
+STAGE = "dh_import_stage"  # temporary tables of one chunk
+STAGE_IDS = "dh_import_ids"
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder for every row
 csv.field_size_limit(1024 * 1024)  # one cell of up to 1 MiB (over-long values are then reported, not fatal)
 
@@ -442,8 +443,10 @@ def _write_contacts(imp, rows):
 
 
 def _write_contacts_postgres(imp, rows):
-    """PostgreSQL: the chunk as arrays (`= ANY`, `unnest`), so every lookup is an index probe of the unique
-    (tenant, email) index; a join would scan the tenant's whole contact table once per chunk."""
+    """PostgreSQL: existing contacts are looked up by an array (`= ANY`: probes of the unique (tenant, email) index;
+    a join would scan the tenant's whole contact table once per chunk), and the rows to write go in by `COPY` into
+    temporary tables, then `INSERT … SELECT … ON CONFLICT … RETURNING` (no literal of 20,000 values to build and
+    parse)."""
     contact, subscription, suppression = (m._meta.db_table for m in (Contact, Subscription, Suppression))
     now, tenant_id, list_id = timezone.now(), imp.tenant_id, imp.contact_list_id
     emails = [row[0] for row in rows]
@@ -453,18 +456,18 @@ def _write_contacts_postgres(imp, rows):
         existing = len(ids)
         writing = rows if imp.mode == ImportMode.UPDATE else [row for row in rows if row[0] not in ids]
         if writing:
-            columns = [list(column) for column in zip(*writing, strict=True)]
-            insert = (
-                f"INSERT INTO {contact} (tenant_id, email, domain, name, attributes, created, last_updated) "
-                f"SELECT %s, e, d, n, a::jsonb, %s, %s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
-                f"AS t(e, d, n, a) "
-            )
+            _load_stage(cursor, writing)
             if imp.mode == ImportMode.UPDATE:
                 conflict = _UPSERT.format(contact=contact, merge=f"{contact}.attributes || excluded.attributes")
             else:
                 conflict = "ON CONFLICT (tenant_id, email) DO NOTHING"
-            cursor.execute(insert + conflict + " RETURNING email, id", [tenant_id, now, now, *columns])
+            cursor.execute(
+                f"INSERT INTO {contact} (tenant_id, email, domain, name, attributes, created, last_updated) "
+                f"SELECT %s, email, domain, name, attributes, %s, %s FROM {STAGE} " + conflict + " RETURNING email, id",
+                [tenant_id, now, now],
+            )
             ids.update(cursor.fetchall())
+            _drop_stage(cursor)
         missing = [email for email in emails if email not in ids]
         if missing:  # created by someone else since the first look
             cursor.execute(
@@ -473,12 +476,18 @@ def _write_contacts_postgres(imp, rows):
             ids.update(cursor.fetchall())
             existing += len(missing)
         created = len(rows) - existing
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE_IDS}")
+        cursor.execute(f"CREATE TEMP TABLE {STAGE_IDS} (id bigint)")
+        with cursor.cursor.copy(f"COPY {STAGE_IDS} (id) FROM STDIN") as copy:
+            for email in emails:
+                copy.write_row((ids[email],))
         cursor.execute(
             f"INSERT INTO {subscription} (contact_id, contact_list_id, status, created, updated) "
-            f"SELECT unnest(%s::bigint[]), %s, %s, %s, %s " + _subscribe_conflict(imp, subscription),
-            [[ids[email] for email in emails], list_id, _status(imp), now, now, *_conflict_params(imp)],
+            f"SELECT id, %s, %s, %s, %s FROM {STAGE_IDS} " + _subscribe_conflict(imp, subscription),
+            [list_id, _status(imp), now, now, *_conflict_params(imp)],
         )
         updated = _updated(imp, existing, created, cursor.rowcount)
+        cursor.execute(f"DROP TABLE {STAGE_IDS}")
         suppressed = _count(
             cursor,
             f"SELECT count(*) FROM {suppression} WHERE tenant_id = %s AND address = ANY(%s)",
