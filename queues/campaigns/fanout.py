@@ -73,16 +73,29 @@ def new_content(campaign, *, is_test):
 
 
 def _recipients_cte(select_sql):
-    """`WITH r AS (…)`: the recipients query with a random version-4 UUID (32 hex digits, column `h`) per row,
-    materialised so that each row's UUID is drawn once."""
+    """`WITH r AS (…)`: the recipients query with a time-ordered UUID (RFC 9562 version 7, as 32 hex digits, column
+    `h`) per row: the fan-out's milliseconds (parameter `ts`), then the row's number as a counter, then random bits.
+    Ordered ids go to the end of the uuid index instead of all over it (a fifth of the insert time on PostgreSQL).
+    Materialised, so that each row's random bits are drawn once."""
     if connection.vendor == "postgresql":
-        uuid_hex = "replace(gen_random_uuid()::text, '-', '')"
-        return f"WITH r AS MATERIALIZED (SELECT {uuid_hex} AS h, q.* FROM ({select_sql}) q) "
-    # SQLite: 16 random bytes, then the version (4) and variant (8-b) nibbles set.
+        hex_ = "lpad(to_hex({}), {}, '0')"
+        random_bits = "substr(md5(random()::text), 1, 11)"
+    else:
+        hex_ = "printf('%%0{1}x', {0})"
+        random_bits = "substr(lower(hex(randomblob(6))), 1, 11)"
+    uuid_hex = " || ".join(
+        [
+            hex_.format("%s", 12),
+            "'7'",
+            hex_.format("(r0.rn >> 18) & 4095", 3),
+            hex_.format("8 | ((r0.rn >> 16) & 3)", 1),
+            hex_.format("r0.rn & 65535", 4),
+            random_bits,
+        ]
+    )
     return (
-        f"WITH r0 AS MATERIALIZED (SELECT lower(hex(randomblob(16))) AS x, q.* FROM ({select_sql}) q), "
-        f"r AS MATERIALIZED (SELECT substr(x, 1, 12) || '4' || substr(x, 14, 3) || "
-        f"substr('89ab', 1 + (abs(random()) % 4), 1) || substr(x, 18, 15) AS h, r0.* FROM r0) "
+        f"WITH r0 AS MATERIALIZED (SELECT row_number() OVER () AS rn, q.* FROM ({select_sql}) q), "
+        f"r AS MATERIALIZED (SELECT {uuid_hex} AS h, r0.* FROM r0) "
     )
 
 
@@ -93,6 +106,7 @@ def write_messages(campaign, content, contacts, *, next_attempt_at, send_at, sta
     postgres = connection.vendor == "postgresql"
     select_sql, select_params = contacts.values_list("id", "email", "domain").query.sql_with_params()
     now = timezone.now()
+    milliseconds = int(now.timestamp() * 1000)
     json_value = "%s::jsonb" if postgres else "%s"
     sql = (
         _recipients_cte(select_sql)
@@ -105,6 +119,7 @@ def write_messages(campaign, content, contacts, *, next_attempt_at, send_at, sta
     )
     params = [
         *select_params,
+        milliseconds,
         campaign.tenant_id,
         content.pk,
         domain.pk,
