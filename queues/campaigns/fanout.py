@@ -100,45 +100,53 @@ def _recipients_cte(select_sql):
 
 
 def write_messages(campaign, content, contacts, *, next_attempt_at, send_at, status_detail=""):
-    """INSERT one queued Message per contact of `contacts` (a queryset); returns the count."""
-    message = Message._meta.db_table
+    """INSERT one queued Message per contact of `contacts` (a queryset); returns the count.
+
+    Every column of `Message` is written: those below from the recipient and the campaign, any other with its
+    field's default (so a column added to messages later needs nothing here)."""
     domain = campaign.sending_domain
     postgres = connection.vendor == "postgresql"
     select_sql, select_params = contacts.values_list("id", "email", "domain").query.sql_with_params()
     now = timezone.now()
-    milliseconds = int(now.timestamp() * 1000)
-    json_value = "%s::jsonb" if postgres else "%s"
+    verp = f"'{VERP_LOCAL_PREFIX}{VERP_SEPARATOR}' || r.h || %s"
+    values = {  # column -> (SQL expression, its parameters)
+        "uuid": ("CAST(r.h AS uuid)" if postgres else "r.h", []),
+        "mail_from": (verp, [f"@{domain.return_path_host}"]),
+        "rcpt_to": ("r.email", []),
+        "rcpt_domain": ("r.domain", []),
+        "contact_id": ("r.id", []),
+        "tenant_id": ("%s", [campaign.tenant_id]),
+        "content_id": ("%s", [content.pk]),
+        "sending_domain_id": ("%s", [domain.pk]),
+        "ip_pool_id": ("%s", [campaign.ip_pool_id]),
+        "priority": ("%s", [MessagePriority.MARKETING]),
+        "status": ("%s", [MessageStatus.QUEUED]),
+        "status_detail": ("%s", [status_detail]),
+        "next_attempt_at": ("%s", [next_attempt_at]),
+        "send_at": ("%s", [send_at]),
+        "tag": ("%s", [campaign.tag]),
+        "created": ("%s", [now]),
+        "updated": ("%s", [now]),
+    }
+    for field in Message._meta.concrete_fields:
+        if field.primary_key or field.column in values:
+            continue
+        placeholder = "%s::jsonb" if postgres and field.get_internal_type() == "JSONField" else "%s"
+        values[field.column] = (placeholder, [field.get_db_prep_save(field.get_default(), connection)])
+    columns = list(values)
+    params = [*select_params, int(now.timestamp() * 1000)]
+    for column in columns:
+        params += values[column][1]
+    quote = connection.ops.quote_name
     sql = (
         _recipients_cte(select_sql)
-        + f"INSERT INTO {message} (uuid, tenant_id, content_id, sending_domain_id, ip_pool_id, mail_from, rcpt_to, "
-        f"rcpt_domain, priority, status, status_detail, attempts, next_attempt_at, send_at, lease_reclaims, tag, "
-        f"metadata, contact_id, created, updated) "
-        f"SELECT {'CAST(r.h AS uuid)' if postgres else 'r.h'}, %s, %s, %s, %s, "
-        f"'{VERP_LOCAL_PREFIX}{VERP_SEPARATOR}' || r.h || %s, r.email, r.domain, %s, %s, %s, 0, %s, %s, 0, %s, "
-        f"{json_value}, r.id, %s, %s FROM r"
+        + f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(quote(c) for c in columns)}) "
+        + f"SELECT {', '.join(values[c][0] for c in columns)} FROM r"
     )
-    params = [
-        *select_params,
-        milliseconds,
-        campaign.tenant_id,
-        content.pk,
-        domain.pk,
-        campaign.ip_pool_id,
-        f"@{domain.return_path_host}",
-        MessagePriority.MARKETING,
-        MessageStatus.QUEUED,
-        status_detail,
-        next_attempt_at,
-        send_at,
-        campaign.tag,
-        "{}",
-        now,
-        now,
-    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, _adapt(params))
         # (SQLite's driver gives no rowcount for a statement starting with WITH.)
-        cursor.execute(f"SELECT count(*) FROM {message} WHERE content_id = %s", [content.pk])
+        cursor.execute(f"SELECT count(*) FROM {quote(Message._meta.db_table)} WHERE content_id = %s", [content.pk])
         count = cursor.fetchone()[0]
     return count
 
