@@ -8,10 +8,10 @@ the deliverability gate, the fan-out and the campaign pages alike.
 
 The rows are written by `INSERT … SELECT` inside the database (no row passes through Python: a million recipients
 take seconds), sharing one `MessageContent` (no body is stored: the worker renders each message), at marketing
-priority. They get no `accepted` event each (a million rows that would only repeat their `created` time): the
-campaign's `campaign.fanout` audit entry records their intake, and their events start with their first attempt. A
-paced campaign's rows wait unreleased (`next_attempt_at` =
-`UNRELEASED`) until `pacing.release()` lets them go at the campaign's rate.
+priority, all unreleased (`next_attempt_at` = UNRELEASED): the scheduler's pacing step lets them go, at the
+campaign's rate or, unpaced, RELEASE_CHUNK at a time, so that pause, cancel and pacing act on one path. They get
+no `accepted` event each (a million rows that would only repeat their `created` time): the
+campaign's `campaign.fanout` audit entry records their intake, and their events start with their first attempt.
 """
 
 import datetime
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 # next_attempt_at of a paced campaign's messages until pacing releases them: never "due" for the scheduler.
 UNRELEASED = datetime.datetime(2999, 1, 1, tzinfo=datetime.UTC)
-WAITING_DETAIL = "Waiting for its turn: the campaign is paced."
+WAITING_DETAIL = "Waiting for its turn: the campaign's pacing releases it to the scheduler."
 CANCEL_CHUNK = 10000  # messages cancelled per UPDATE
 FANOUT_RETRY_SECONDS = 600  # a fan-out claimed this long ago without finishing (its worker died) is tried again
 # Statuses "resend to the failed/deferred" takes from the parent campaign.
@@ -177,17 +177,8 @@ def fan_out(campaign_id):
         if campaign_content(campaign) is not None:  # an earlier run got this far and committed
             return 0
         content = new_content(campaign, is_test=False)
-        if campaign.is_paced:
-            count = write_messages(
-                campaign,
-                content,
-                recipient_contacts(campaign),
-                next_attempt_at=UNRELEASED,
-                send_at=None,
-                status_detail=WAITING_DETAIL,
-            )
-        else:
-            count = write_messages(campaign, content, recipient_contacts(campaign), next_attempt_at=now, send_at=now)
+        count = write_messages(campaign, content, recipient_contacts(campaign), next_attempt_at=UNRELEASED,
+                               send_at=None, status_detail=WAITING_DETAIL)
         if campaign.parent_id is not None:
             _supersede(campaign, content)
         moved = Campaign.objects.filter(pk=campaign.pk, state=CampaignState.SCHEDULED).update(
@@ -196,7 +187,7 @@ def fan_out(campaign_id):
             recipients=count,
             pace_checked=now,
             pace_tokens=0.0,
-            released=0 if campaign.is_paced else count,
+            released=0,
         )
         campaign.refresh_from_db()
         with audit.audit_context(principal=None, tenant_id=campaign.tenant_id):

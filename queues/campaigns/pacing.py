@@ -3,11 +3,12 @@ Pacing and halting: what the delivery scheduler asks about campaigns on every ru
 
 - `halted_contents()`: the content ids of paused and cancelled campaigns. The scheduler's ready scan leaves their
   messages alone, so a pause or cancel takes effect at the next scheduler run (batches already handed out finish).
-- `release(now)`: a paced campaign's messages wait unreleased (see fanout.UNRELEASED); each run releases as many
-  as the campaign's token bucket holds. The bucket fills at the campaign's rate (`rate_per_hour`, or what is left
-  divided by the time left until `finish_by`, worked out again every run so the send ends on time) and holds at
-  most PACING_BURST_SECONDS of it: a campaign that fell behind (warm-up caps, throttles, a pause) never catches
-  up in a burst. Released rows are due at once, so the rate the receivers see is the release rate.
+- `release(now)`: a campaign's messages wait unreleased (see fanout.UNRELEASED); each run releases the next
+  RELEASE_CHUNK of an unpaced campaign, and of a paced one as many as its token bucket holds. The bucket fills at
+  the campaign's rate (`rate_per_hour`, or what is left divided by the time left until `finish_by`, worked out
+  again every run so the send ends on time) and holds at most PACING_BURST_SECONDS of it: a campaign that fell
+  behind (warm-up caps, throttles, a pause) never catches up in a burst. Released rows are due at once, so the
+  rate the receivers see is the release rate.
 """
 
 import logging
@@ -23,6 +24,8 @@ from ..models import Campaign, Message, MessageContent
 from .fanout import UNRELEASED
 
 logger = logging.getLogger(__name__)
+
+RELEASE_CHUNK = 20000  # messages of an unpaced campaign released per scheduler run (one UPDATE)
 
 
 def halted_contents():
@@ -49,9 +52,7 @@ def release(now=None):
     """Release the next messages of every sending, paced campaign; returns how many were released."""
     now = now or timezone.now()
     total = 0
-    candidates = Campaign.objects.filter(state=CampaignState.SENDING, released__lt=F("recipients")).exclude(
-        rate_per_hour__isnull=True, finish_by__isnull=True
-    )
+    candidates = Campaign.objects.filter(state=CampaignState.SENDING, released__lt=F("recipients"))
     for campaign_id in candidates.values_list("id", flat=True):
         try:
             total += _release_one(campaign_id, now)
@@ -66,11 +67,14 @@ def _release_one(campaign_id, now):
     if campaign is None:
         return 0
     rate = rate_per_second(campaign, now)
-    last = campaign.pace_checked or campaign.started_at or now
-    elapsed = max((now - last).total_seconds(), 0.0)
-    capacity = max(rate * PACING_BURST_SECONDS, 1.0)
-    tokens = min(campaign.pace_tokens + rate * elapsed, capacity)
-    wanted = math.floor(tokens)
+    if rate is None:  # not paced: as fast as the scheduler and the IPs' limits take them
+        tokens = wanted = RELEASE_CHUNK
+    else:
+        last = campaign.pace_checked or campaign.started_at or now
+        elapsed = max((now - last).total_seconds(), 0.0)
+        capacity = max(rate * PACING_BURST_SECONDS, 1.0)
+        tokens = min(campaign.pace_tokens + rate * elapsed, capacity)
+        wanted = math.floor(tokens)
     released = 0
     if wanted > 0:
         content_id = MessageContent.objects.filter(campaign=campaign, is_test=False).values_list("id", flat=True)[0]
@@ -86,6 +90,6 @@ def _release_one(campaign_id, now):
             next_attempt_at=now, send_at=now, status_detail="", updated=now
         )
     Campaign.objects.filter(pk=campaign.pk).update(
-        pace_tokens=tokens - released, pace_checked=now, released=campaign.released + released
+        pace_tokens=0.0 if rate is None else tokens - released, pace_checked=now, released=campaign.released + released
     )
     return released

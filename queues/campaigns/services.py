@@ -519,9 +519,9 @@ def finish_sent(now=None):
     """Sending campaigns with no message left to send become `sent`; returns how many."""
     now = now or timezone.now()
     finished = 0
-    for campaign in Campaign.objects.filter(state=CampaignState.SENDING, released__gte=0):
+    for campaign in Campaign.objects.filter(state=CampaignState.SENDING):
         content = fanout.campaign_content(campaign)
-        if content is None or campaign.released < campaign.recipients:
+        if content is None:
             continue
         if Message.objects.filter(content=content, status__in=OPEN_STATUSES).exists():
             continue

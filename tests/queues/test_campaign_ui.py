@@ -4,7 +4,7 @@ objects are 404s, the progress fragments poll while work runs and stop when it i
 from django.test import Client
 
 from deliveryhub.jobs import get_queue
-from deliveryhub.testing.cases import TenantTestCase
+from deliveryhub.testing.cases import TenantTestCase, login_verified
 from queues.campaigns import fanout
 from queues.choices import CampaignState
 from queues.models import Campaign, Contact, ContactImport, Suppression
@@ -90,7 +90,7 @@ class CampaignPagesTest(TenantTestCase):
         self.assertNotContains(page, ">Remove<")  # a marketer adds; removing is for admins
         self.assertEqual(self.client.get("/campaigns/suppressions/export/").status_code, 403)  # marketers: no export
         admin = Client()
-        admin.force_login(self.alice)
+        login_verified(admin, self.alice)  # admins use the panel with a second factor
         export = admin.get("/campaigns/suppressions/export/")
         self.assertIn(b"x@example.com", b"".join(export.streaming_content))
         suppression = Suppression.objects.get(address="x@example.com")
@@ -105,7 +105,7 @@ class CampaignPagesTest(TenantTestCase):
         self.assertEqual(viewer.post("/campaigns/lists/", {"name": "x", "opt_in": "single"}).status_code, 403)
         self.assertNotContains(viewer.get(f"/campaigns/{campaign.uuid}/"), "Start sending")
         other = Client()
-        other.force_login(self.charlie)
+        login_verified(other, self.charlie)
         for url in (f"/campaigns/{campaign.uuid}/", f"/campaigns/lists/{self.list.pk}/",
                     f"/campaigns/{campaign.uuid}/preview/"):
             self.assertEqual(other.get(url).status_code, 404, url)
