@@ -19,11 +19,10 @@ from deliveryhub import services as core
 from deliveryhub.jobs import get_queue
 from deliveryhub.testing.smtp import SMTPSink
 from queues.delivery import state
-from queues.models import Campaign, Message, Route
+from queues.models import Route
 from queues.testing import make_sending_domain, make_sending_ips
 
 from ..queues.campaign_helpers import drain, make_marketer
-from ..queues.helpers import run_once
 from .test_login_flow import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, TIMEOUT_MS, VIEWPORT, sync_playwright
 
 if sync_playwright is not None:
