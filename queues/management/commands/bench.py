@@ -243,6 +243,10 @@ class Command(BaseCommand):
                        check=True, stdout=subprocess.DEVNULL)  # fmt: skip
         return count / (time.monotonic() - started)
 
+    def intake(self, key, count, tag):
+        """The messages a delivery run sends (`count` of them, tagged `tag`): the bulk API's path, in process."""
+        intake_bench.batch_in_process(key, count, intake_bench.message_body(BODY_BYTES - 600), tag)
+
     def run_once(self, workdir, key, count, worker_count, tag, sink_pid):
         from django.db.models import Max
         from django.utils import timezone
@@ -258,8 +262,7 @@ class Command(BaseCommand):
                              stdout=open(workdir / f"worker-{tag}-{n}.log", "w"), stderr=subprocess.STDOUT)
             for n in range(worker_count)
         ]  # fmt: skip
-        # Meanwhile the workers start and wait.
-        intake_bench.batch_in_process(key, count, intake_bench.message_body(BODY_BYTES - 600), tag)
+        self.intake(key, count, tag)  # meanwhile the workers start and wait
         messages = Message.objects.filter(tag=tag)
         started, started_at = time.monotonic(), timezone.now()
         deadline = started + TIMEOUT_SECONDS
