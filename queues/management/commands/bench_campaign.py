@@ -79,7 +79,8 @@ class Command(BaseCommand):
         workdir = Path(tempfile.mkdtemp(prefix="deliveryhub-bench-campaign-"))
         env = {**os.environ, "DELIVERYHUB_NODE": NODE, "DELIVERYHUB_VAR_DIR": str(workdir), "DEBUG": "false",
                "DELIVERYHUB_DEMO_MODE": "false", "DELIVERYHUB_SECRET_KEY": secrets.token_urlsafe(50),
-               "DELIVERYHUB_DATA_KEY": secrets.token_urlsafe(50), "DELIVERYHUB_LOG_LEVEL": "WARNING"}
+               "DELIVERYHUB_DATA_KEY": secrets.token_urlsafe(50), "DELIVERYHUB_LOG_LEVEL": "WARNING",
+               "DELIVERYHUB_PSEUDONYM_KEY": secrets.token_urlsafe(50)}
         redis_proc = embedded_redis.start(workdir / "redis.sock", workdir, persist=False,
                                           stdout=open(workdir / "redis.log", "w"), stderr=subprocess.STDOUT)
         env["REDIS_URL"] = f"unix://{workdir / 'redis.sock'}"
