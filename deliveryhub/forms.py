@@ -2,11 +2,13 @@
 
 import ipaddress
 from datetime import datetime, time
+from zoneinfo import available_timezones
 
 from django import forms
 from django.utils import timezone
 
 from .choices import ApiKeyScope, Role
+from .models import Tenant
 
 
 def role_choices(principal, tenant):
@@ -77,3 +79,20 @@ class MemberAddForm(forms.Form):
 
 class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class TenantForm(forms.ModelForm):
+    """A tenant as an operator creates or changes it (the slug is fixed once created: keys and URLs use it)."""
+
+    time_zone = forms.ChoiceField(help_text="Its day boundary: warm-up days of its dedicated IPs, daily reports.")
+
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "time_zone", "is_active"]
+        labels = {"is_active": "Active (members may sign in to it; its mail is sent)"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = [(zone, zone) for zone in sorted(available_timezones())]
+        if self.instance.pk:
+            self.fields["slug"].disabled = True

@@ -21,11 +21,27 @@ class RestrictedQuerySet(models.QuerySet):
         tenant_ids = principal.tenant_ids_allowing(self.model.permission_area, action)
         return self.filter(**{f"{self.tenant_lookup()}__in": tenant_ids})
 
+    def for_request(self, request, action="view", *, every_tenant=False):
+        """What the request's principal may `action`, in the request's current tenant: the UI's one way to objects.
+
+        `restrict()` decides tenancy and roles; the UI then shows one tenant at a time (the tenant switcher's), so
+        rows owned by a tenant are narrowed to the current one (none without a current tenant). Models without a
+        tenant (platform objects) are what `restrict()` gives. `every_tenant`: a platform principal's page over every
+        tenant's rows (platform rules beside each tenant's); anyone else still sees the current tenant's.
+        """
+        queryset = self.restrict(request.principal, action)
+        lookup = self.tenant_lookup()
+        if lookup is None or (every_tenant and request.principal.is_platform):
+            return queryset
+        tenant = request.tenant
+        return queryset.filter(**{lookup: tenant.pk}) if tenant is not None else queryset.none()
+
     def for_tenant(self, tenant):
         """Objects of exactly this tenant (the UI's current tenant)."""
         return self.filter(**{self.tenant_lookup(): tenant.pk if hasattr(tenant, "pk") else tenant})
 
     def tenant_lookup(self):
+        """The lookup naming a row's tenant (None: the model has no tenant)."""
         from .models import Tenant
 
         return "pk" if self.model is Tenant else "tenant_id"

@@ -18,6 +18,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from .api.schema_tags import TAG_DESCRIPTIONS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DELIVERYHUB_VAR_DIR", BASE_DIR / "var"))
 
@@ -113,8 +115,12 @@ def env_secret(name, *, dev_file, production):
     return path.read_text().strip()
 
 
-DEBUG = env_bool("DEBUG", True)
-PRODUCTION = not DEBUG
+# DEBUG=false is production mode (real secrets, secure cookies, no demo). Django's own DEBUG (its technical error
+# pages with tracebacks and URL lists, and the in-memory SQL log) is an explicit opt-in of development: by default
+# even `make run` answers with the product's 404/403/500 pages and logs the details.
+PRODUCTION = not env_bool("DEBUG", True)
+DEBUG_PAGES = env_bool("DELIVERYHUB_DEBUG_PAGES", False)  # development only: Django's technical error pages
+DEBUG = DEBUG_PAGES and not PRODUCTION
 
 SECRET_KEY = env_secret("DELIVERYHUB_SECRET_KEY", dev_file="secret_key", production=PRODUCTION)
 # Data key(s) for encryption at rest (Fernet); comma-separated, newest first, for rotation.
@@ -149,6 +155,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "rest_framework",
     "django_filters",
+    "django_tables2",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
@@ -268,6 +275,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5-responsive.html"  # tables scroll inside their card
+DJANGO_TABLES2_TABLE_ATTRS = {"class": "table table-sm table-hover align-middle mb-0"}
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -328,13 +338,22 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "deliveryhub.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "deliveryhub.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "DeliveryHub API",
-    "DESCRIPTION": "Self-hosted email delivery: domains, IP pools, messages, campaigns, audit.",
+    "DESCRIPTION": (
+        "Self-hosted email delivery: send messages, manage sending domains, IP pools, routes and throttles, read the "
+        "audit log.\n\nAuthenticate with an API key: `Authorization: Bearer dh_live_…` (a tenant key acts with its "
+        "role or a narrower scope; `dh_op_…` platform keys manage platform objects). Another tenant's object answers "
+        "404.\n\nEvery error has one shape: `{\"error\": {\"code\": \"invalid\", \"message\": \"Invalid input.\", "
+        "\"fields\": {\"to\": [\"…\"]}}}`: `code` is stable (`invalid`, `not_authenticated`, `permission_denied`, "
+        "`not_found`, `conflict`, `otp_required`, `throttled`, `server_error`), `fields` names each bad field (400). "
+        "Lists are paginated: `?page=N&page_size=M` (at most 1000), answering `count`, `next`, `previous`, `results`."
+    ),
+    "TAGS": TAG_DESCRIPTIONS,
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -444,7 +463,7 @@ DELIVERY_BATCH_CONCURRENCY = env_int(
     "DELIVERYHUB_BATCH_CONCURRENCY", 100, old=("DELIVERYHUB_DELIVERY_BATCH_CONCURRENCY",)
 )
 # no route configured: deliver everything to the capture server
-DEMO_MODE = env_bool("DELIVERYHUB_DEMO_MODE", DEBUG, old=("DELIVERYHUB_DEMO",))
+DEMO_MODE = env_bool("DELIVERYHUB_DEMO_MODE", not PRODUCTION, old=("DELIVERYHUB_DEMO",))
 CAPTURE_SMTP_HOST = env_str("DELIVERYHUB_CAPTURE_SMTP_HOST", "127.0.0.1")  # demo capture server address
 CAPTURE_SMTP_PORT = env_int("DELIVERYHUB_CAPTURE_SMTP_PORT", 2526)  # demo capture server port
 SMTPD_HOST = env_str("DELIVERYHUB_SMTPD_HOST", "127.0.0.1")  # submission listener address

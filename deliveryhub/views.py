@@ -1,8 +1,10 @@
-"""UI views of the core: dashboard, tenant switcher, settings (API keys, members), audit log, background jobs.
+"""UI views of the core: dashboard, tenant switcher, settings (API keys, members), audit log, background jobs, and
+the platform's tenants.
 
-Every view reaches objects through `Model.objects.restrict(principal, action)` and the current tenant:
-another tenant's object is a 404, a role that may not act is a 403 (templates/403.html). Writes go
-through `deliveryhub.services`; changes by owners and admins need an OTP-verified session.
+Every view reaches objects through `Model.objects.for_request(request, action)` (`restrict()` plus the current
+tenant; tenants and jobs, which span tenants, through `restrict()`): another tenant's object is a 404, a role that
+may not act is a 403 (templates/403.html). POST verbs are `deliveryhub.generic_views` views. Writes go through
+`deliveryhub.services`; changes by owners and admins need an OTP-verified session.
 """
 
 import secrets
@@ -14,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Count, Prefetch, Q
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
@@ -27,10 +29,12 @@ from django_otp import user_has_device
 from . import services
 from .choices import Action, Area, JobStatus, Role
 from .constants import SESSION_TENANT_KEY
-from .filtersets import AuditEntryFilterSet
-from .forms import ApiKeyForm, MemberAddForm, MemberRoleForm, role_choices
+from .filtersets import AuditLogFilterSet, TenantFilterSet
+from .forms import ApiKeyForm, MemberAddForm, MemberRoleForm, TenantForm, role_choices
+from .generic_views import ObjectEditView, ObjectListView, ObjectVerbView, PanelView
 from .models import ApiKey, AuditEntry, Job, Membership, Tenant
 from .otp import otp_required, otp_required_for_change, safe_next, sudo_required
+from .tables import TenantTable
 
 AUDIT_PAGE_SIZE = 50  # audit entries per page
 DASHBOARD_AUDIT_ENTRIES = 10  # latest audit entries on the dashboard
@@ -106,19 +110,18 @@ def form_errors_to_messages(request, error):
 @login_required
 @require_GET
 def dashboard(request):
-    tenant, principal = request.tenant, request.principal
+    tenant = request.tenant
     context = {
         "needs_device": not user_has_device(request.user),
         "cards": [name for name in map(existing_template, DASHBOARD_CARD_TEMPLATES) if name],
     }
     if tenant is not None:
         if may(request, Area.ACCESS, Action.VIEW):
-            context["member_count"] = Membership.objects.restrict(principal, Action.VIEW).for_tenant(tenant).count()
-            keys = ApiKey.objects.restrict(principal, Action.VIEW).for_tenant(tenant).filter(revoked__isnull=True)
+            context["member_count"] = Membership.objects.for_request(request).count()
+            keys = ApiKey.objects.for_request(request).filter(revoked__isnull=True)
             context["active_key_count"] = keys.filter(Q(expires__isnull=True) | Q(expires__gt=timezone.now())).count()
         if may(request, Area.AUDIT, Action.VIEW):
-            entries = AuditEntry.objects.restrict(principal, Action.VIEW).for_tenant(tenant)
-            context["audit_entries"] = entries[:DASHBOARD_AUDIT_ENTRIES]
+            context["audit_entries"] = AuditEntry.objects.for_request(request)[:DASHBOARD_AUDIT_ENTRIES]
     return render(request, "dashboard.html", context)
 
 
@@ -167,7 +170,7 @@ def _use_apikey_form_nonce(request):
 
 def _render_apikeys(request, form=None, status=200):
     tenant, principal = request.tenant, request.principal
-    keys = ApiKey.objects.restrict(principal, Action.VIEW).for_tenant(tenant).select_related("created_by")
+    keys = ApiKey.objects.for_request(request).select_related("created_by")
     may_add = may(request, Area.ACCESS, Action.ADD)
     if may_add and form is None:
         form = ApiKeyForm(principal=principal, tenant=tenant)
@@ -222,21 +225,23 @@ def apikey_create(request):
     return response
 
 
-@login_required
-@tenant_required
-@require_POST
-@requires(Area.ACCESS, Action.DELETE)
-@otp_required_for_change
-def apikey_revoke(request, pk):
-    key = get_object_or_404(ApiKey.objects.restrict(request.principal, Action.DELETE).for_tenant(request.tenant), pk=pk)
-    services.revoke_api_key(key, acting_user=request.user)
-    messages.success(request, f"API key {key.name} ({key.prefix}…) is revoked.")
-    return redirect("apikey-list")
+class ApiKeyRevokeView(ObjectVerbView):
+    model = ApiKey
+    action = Action.DELETE
+
+    def perform(self, request, key):
+        services.revoke_api_key(key, acting_user=request.user)
+        return f"API key {key.name} ({key.prefix}…) is revoked."
+
+    def success_url(self, key):
+        return reverse("apikey-list")
+
+    failure_url = success_url
 
 
 def _render_members(request, add_form=None, status=200):
     tenant, principal = request.tenant, request.principal
-    members = Membership.objects.restrict(principal, Action.VIEW).for_tenant(tenant).select_related("user")
+    members = Membership.objects.for_request(request).select_related("user")
     may_add = may(request, Area.ACCESS, Action.ADD)
     if may_add and add_form is None:
         add_form = MemberAddForm(principal=principal, tenant=tenant)
@@ -283,46 +288,37 @@ def member_add(request):
     return _render_members(request, form, status=400)
 
 
-def _member(request, pk, action):
-    members = Membership.objects.restrict(request.principal, action).for_tenant(request.tenant)
-    return get_object_or_404(members.select_related("user", "tenant"), pk=pk)
+class MemberVerbView(ObjectVerbView):
+    """A change to one membership; back to the member list either way."""
+
+    model = Membership
+
+    def narrow(self, queryset):
+        return queryset.select_related("user", "tenant")
+
+    def success_url(self, membership):
+        return reverse("member-list")
+
+    failure_url = success_url
 
 
-@login_required
-@tenant_required
-@require_POST
-@requires(Area.ACCESS, Action.CHANGE)
-@otp_required_for_change
-@sudo_required  # a role up or down: a fresh code, like creating a key
-def member_change_role(request, pk):
-    membership = _member(request, pk, Action.CHANGE)
-    form = MemberRoleForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose a valid role.")
-        return redirect("member-list")
-    try:
+class MemberRoleView(MemberVerbView):
+    sudo = True  # a role up or down: a fresh code, like creating a key
+
+    def perform(self, request, membership):
+        form = MemberRoleForm(request.POST)
+        if not form.is_valid():
+            raise ValidationError("Choose a valid role.")
         services.change_role(membership, form.cleaned_data["role"], acting_user=request.user)
-    except ValidationError as error:
-        form_errors_to_messages(request, error)
-    else:
-        messages.success(request, f"{membership.user} is now {membership.get_role_display()}.")
-    return redirect("member-list")
+        return f"{membership.user} is now {membership.get_role_display()}."
 
 
-@login_required
-@tenant_required
-@require_POST
-@requires(Area.ACCESS, Action.DELETE)
-@otp_required_for_change
-def member_remove(request, pk):
-    membership = _member(request, pk, Action.DELETE)
-    try:
+class MemberRemoveView(MemberVerbView):
+    action = Action.DELETE
+
+    def perform(self, request, membership):
         services.remove_member(membership, acting_user=request.user)
-    except ValidationError as error:
-        form_errors_to_messages(request, error)
-    else:
-        messages.success(request, f"{membership.user} is no longer a member of {request.tenant}.")
-    return redirect("member-list")
+        return f"{membership.user} is no longer a member of {request.tenant}."
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -337,8 +333,8 @@ def member_remove(request, pk):
 @otp_required  # owners, admins, superusers read the audit log only from a verified session
 def audit_log(request):
     """The current tenant's audit entries, filtered with the API's filterset, newest first."""
-    entries = AuditEntry.objects.restrict(request.principal, Action.VIEW).for_tenant(request.tenant)
-    filterset = AuditEntryFilterSet(request.GET or None, queryset=entries)
+    entries = AuditEntry.objects.for_request(request)
+    filterset = AuditLogFilterSet(request.GET or None, queryset=entries)
     page = Paginator(filterset.qs, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "filterset": filterset,
@@ -389,4 +385,81 @@ def job_download(request, uuid):
     path = (root / job.result_file).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise Http404("The job's file is no longer available.")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=job.download_name())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tenants (platform operators)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class TenantListView(ObjectListView):
+    model = Tenant
+    table_class = TenantTable
+    filterset_class = TenantFilterSet
+    title = "Tenants"
+    add_url_name = "tenant-add"
+    description = "Organisations using this DeliveryHub: each owns its domains, messages, keys and members."
+
+    def get_queryset(self, request, action=None):
+        owners = Membership.objects.filter(role=Role.OWNER).select_related("user")
+        return (
+            Tenant.objects.restrict(request.principal, action or Action.VIEW)
+            .annotate(member_count=Count("memberships"))
+            .prefetch_related(Prefetch("memberships", queryset=owners, to_attr="owner_memberships"))
+        )
+
+
+class TenantEditView(ObjectEditView):
+    model = Tenant
+    form_class = TenantForm
+    list_url_name = "tenant-list"
+
+    def get_queryset(self, request, action=None):
+        return Tenant.objects.restrict(request.principal, action or Action.CHANGE)
+
+
+class TenantDetailView(PanelView):
+    """A tenant's members (add, change role, remove: the same services as Settings → Members) and what it owns."""
+
+    model = Tenant
+
+    def get(self, request, pk):
+        tenant = get_object_or_404(Tenant.objects.restrict(request.principal, Action.VIEW), pk=pk)
+        return render(request, "deliveryhub/tenant_detail.html", self.context(request, tenant))
+
+    def required_action(self, request):
+        return Action.CHANGE if request.method == "POST" else Action.VIEW
+
+    def post(self, request, pk):
+        """Add a member (operators, from a verified session: PanelView checks both)."""
+        tenant = get_object_or_404(Tenant.objects.restrict(request.principal, Action.CHANGE), pk=pk)
+        form = MemberAddForm(request.POST, principal=request.principal, tenant=tenant)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                membership = services.add_member_by_email(
+                    tenant, data["email"], data["role"], password=data["password"] or None, acting_user=request.user
+                )
+            except ValidationError as error:
+                for field, errors in error.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                role = membership.get_role_display()
+                messages.success(request, f"{membership.user} is now a member of {tenant} ({role}).")
+                return redirect(tenant.get_absolute_url())
+        return render(request, "deliveryhub/tenant_detail.html", self.context(request, tenant, form), status=400)
+
+    def context(self, request, tenant, form=None):
+        is_platform = request.principal.is_platform
+        return {
+            "tenant": tenant,
+            "members": tenant.memberships.select_related("user").order_by("user__username"),
+            "add_form": form or (MemberAddForm(principal=request.principal, tenant=tenant) if is_platform else None),
+            "is_platform": is_platform,
+            "counts": {
+                "API keys": tenant.api_keys.filter(revoked__isnull=True).count(),
+                "dedicated IP pools": tenant.dedicated_ip_pools.count(),
+                "shared pools granted": tenant.ip_pool_grants.count(),
+            },
+        }

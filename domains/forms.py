@@ -52,6 +52,18 @@ class DomainAddForm(DomainSettingsForm):
     class Meta(DomainSettingsForm.Meta):
         fields = ["name", *DOMAIN_FIELDS]
 
+    # What a first domain needs; the rest keeps its defaults, folded under "Advanced" on the page.
+    essential = ("name", "dmarc_policy", "dmarc_rua")
+
+    def essential_fields(self):
+        return [self[name] for name in self.essential if name in self.fields]
+
+    def advanced_fields(self):
+        return [field for field in self.visible_fields() if field.name not in self.essential]
+
+    def advanced_has_errors(self):
+        return any(field.errors for field in self.advanced_fields())
+
     def _post_clean(self):
         pass  # the service validates the model (and reports the tenant's duplicate names)
 

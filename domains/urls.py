@@ -9,8 +9,8 @@ urlpatterns = [
     path("add/", views.domain_add, name="domain-add"),
     path("<int:pk>/", views.domain_detail, name="domain-detail"),
     path("<int:pk>/settings/", views.domain_edit, name="domain-edit"),
-    path("<int:pk>/verify/", views.domain_verify, name="domain-verify"),
-    path("<int:pk>/delete/", views.domain_delete, name="domain-delete"),
-    path("<int:pk>/dkim/rotate/", views.dkim_rotate, name="dkim-rotate"),
+    path("<int:pk>/verify/", views.DomainVerifyView.as_view(), name="domain-verify"),
+    path("<int:pk>/delete/", views.DomainDeleteView.as_view(), name="domain-delete"),
+    path("<int:pk>/dkim/rotate/", views.DkimRotateView.as_view(), name="dkim-rotate"),
     path("<int:pk>/dkim/<int:key_id>/export/", views.dkim_export, name="dkim-export"),
 ]

@@ -1,9 +1,9 @@
 """UI of the domains app: the domain list with health badges, the domain page (record plan, live status,
 key timeline, check now), adding, changing and deleting domains, DKIM rotation and private-key export.
 
-Objects come through `SendingDomain.objects.restrict(...)` for the current tenant (another tenant's
-domain is a 404); the role check comes first (a 403); changes are POST-only and need an OTP-verified
-session; exporting a private key needs a fresh code (`sudo_required`) and is audited.
+Objects come through `SendingDomain.objects.for_request(request)` (another tenant's domain is a 404); the role check
+comes next (a 403); changes are POST-only (the verbs are `deliveryhub.generic_views.ObjectVerbView`s) and need an
+OTP-verified session; exporting a private key needs a fresh code (`sudo_required`) and is audited.
 """
 
 from django.contrib import messages
@@ -11,9 +11,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from deliveryhub.choices import Action, Area
+from deliveryhub.generic_views import ObjectVerbView, csv_download
 from deliveryhub.otp import otp_required_for_change, sudo_required
 from deliveryhub.views import form_errors_to_messages, may, requires, tenant_required
 
@@ -29,7 +31,7 @@ BADGE_ORDER = ["danger", "warning", "secondary", "success"]  # worst first: a ki
 
 
 def _domains(request):
-    return SendingDomain.objects.restrict(request.principal, Action.VIEW).for_tenant(request.tenant)
+    return SendingDomain.objects.for_request(request)
 
 
 def _domain(request, pk):
@@ -59,6 +61,15 @@ def health(domain):
 def domain_list(request):
     filterset = SendingDomainFilterSet(request.GET, queryset=_domains(request).prefetch_related("dns_checks"))
     rows = [(domain, health(domain)) for domain in filterset.qs]
+    if request.GET.get("export") == "csv":
+        kinds = [label.upper() for label, _ in HEALTH_KINDS]
+        header = ["Domain", "ASCII name", "Status", "May send", *kinds, "Last checked"]
+        lines = [
+            [domain.unicode_name, domain.name, domain.get_status_display(), "yes" if domain.can_send()[0] else "no",
+             *(title for _, _, title in checks), domain.last_checked.isoformat() if domain.last_checked else ""]
+            for domain, checks in rows
+        ]  # fmt: skip
+        return csv_download([header, *lines], "sending domains")
     context = {"rows": rows, "filter": filterset, "may_add": may(request, Area.INFRASTRUCTURE, Action.ADD)}
     return render(request, "domains/domain_list.html", context)
 
@@ -133,59 +144,43 @@ def domain_edit(request, pk):
     return redirect("domain-detail", pk=domain.pk)
 
 
-@login_required
-@tenant_required
-@require_POST
-@requires(Area.INFRASTRUCTURE, Action.CHANGE)
-@otp_required_for_change
-def domain_verify(request, pk):
-    domain = _domain(request, pk)
-    checks = services.verify_domain(domain, acting_user=request.user)
-    domain.refresh_from_db()
-    bad = [c for c in checks if c.status != DNSCheckStatus.OK]
-    level = messages.success if not bad else messages.warning
-    level(
-        request,
-        f"Checked {len(checks)} records of {domain.name}: {len(checks) - len(bad)} OK, {len(bad)} not. "
-        f"Status: {domain.get_status_display()}.",
-    )
-    return redirect("domain-detail", pk=domain.pk)
+class DomainVerbView(ObjectVerbView):
+    model = SendingDomain
 
 
-@login_required
-@tenant_required
-@require_POST
-@requires(Area.INFRASTRUCTURE, Action.DELETE)
-@otp_required_for_change
-def domain_delete(request, pk):
-    domain = _domain(request, pk)
-    try:
+class DomainVerifyView(DomainVerbView):
+    def perform(self, request, domain):
+        checks = services.verify_domain(domain, acting_user=request.user)
+        domain.refresh_from_db()
+        bad = [c for c in checks if c.status != DNSCheckStatus.OK]
+        text = (
+            f"Checked {len(checks)} records of {domain.name}: {len(checks) - len(bad)} OK, {len(bad)} not. "
+            f"Status: {domain.get_status_display()}."
+        )
+        if bad:  # said as a warning, not a success
+            messages.warning(request, text)
+            return ""
+        return text
+
+
+class DomainDeleteView(DomainVerbView):
+    action = Action.DELETE
+
+    def perform(self, request, domain):
         services.delete_domain(domain, acting_user=request.user)
-    except ValidationError as exc:
-        form_errors_to_messages(request, exc)
-        return redirect("domain-detail", pk=domain.pk)
-    messages.success(request, f"{domain.name} deleted.")
-    return redirect("domain-list")
+        return f"{domain.name} deleted."
+
+    def success_url(self, domain):
+        return reverse("domain-list")
 
 
-@login_required
-@tenant_required
-@require_POST
-@requires(Area.INFRASTRUCTURE, Action.CHANGE)
-@otp_required_for_change
-def dkim_rotate(request, pk):
-    domain = _domain(request, pk)
-    form = DkimRotateForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose a key type.")
-        return redirect("domain-detail", pk=domain.pk)
-    try:
+class DkimRotateView(DomainVerbView):
+    def perform(self, request, domain):
+        form = DkimRotateForm(request.POST)
+        if not form.is_valid():
+            raise ValidationError("Choose a key type.")
         key = services.rotate_dkim_key(domain, acting_user=request.user, **key_choice_to_args(form.cleaned_data["key"]))
-    except ValidationError as exc:
-        form_errors_to_messages(request, exc)
-    else:
-        messages.success(request, f"New key {key.selector}: publish {key.dns_name} (below); it signs once it verifies.")
-    return redirect("domain-detail", pk=domain.pk)
+        return f"New key {key.selector}: publish {key.dns_name} (below); it signs once it verifies."
 
 
 @login_required

@@ -95,6 +95,7 @@ class IPEventKind(models.TextChoices):
     WARMUP_HOLD = "warmup.hold", "Warm-up held"
     WARMUP_STEP_BACK = "warmup.step_back", "Warm-up stepped back"
     WARMUP_COMPLETE = "warmup.complete", "Warm-up complete"
+    WARMUP_STOP = "warmup.stop", "Warm-up stopped"
     LISTED = "blocklist.listed", "Listed on a blocklist"
     DELISTED = "blocklist.delisted", "Delisted"
     PAUSED = "ip.paused", "Paused"
@@ -112,6 +113,7 @@ IP_EVENT_AUDIT_ACTIONS = {
     IPEventKind.WARMUP_HOLD: "ip.warmup_hold",
     IPEventKind.WARMUP_STEP_BACK: "ip.warmup_step_back",
     IPEventKind.WARMUP_COMPLETE: "ip.warmup_complete",
+    IPEventKind.WARMUP_STOP: "ip.warmup_stop",
     IPEventKind.LISTED: "ip.listed",
     IPEventKind.DELISTED: "ip.delisted",
     IPEventKind.PAUSED: "ip.pause",

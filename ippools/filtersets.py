@@ -7,6 +7,7 @@ from django.db.models import Q
 from .choices import IPState, ListingStatus, PoolPurpose
 from .models import (
     BlocklistCheck,
+    BlocklistZone,
     DeliveryNode,
     IPAddress,
     IPPool,
@@ -81,6 +82,14 @@ class BlocklistCheckFilterSet(django_filters.FilterSet):
     class Meta:
         model = BlocklistCheck
         fields = ["ip", "address", "domain", "zone", "status"]
+
+
+class BlocklistZoneFilterSet(django_filters.FilterSet):
+    zone = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = BlocklistZone
+        fields = ["zone", "kind", "enabled"]
 
 
 class ThrottleRuleFilterSet(django_filters.FilterSet):

@@ -51,6 +51,9 @@ class PlatformQuerySet(RestrictedQuerySet):
         """What members of these tenants may read (nothing, unless a subclass says otherwise)."""
         return self.none()
 
+    def tenant_lookup(self):
+        return None  # a platform object belongs to no tenant: `for_request()` is what `restrict()` gives
+
 
 class IPPoolQuerySet(PlatformQuerySet):
     def usable_by(self, tenant):

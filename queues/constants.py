@@ -26,6 +26,9 @@ ATTEMPT_TEXT_MAX = 1000  # characters of a reply text kept on an attempt
 SCHEDULED_LEASE_PREFIX = "q:"  # lease_owner of rows handed to an RQ batch but not yet claimed by a worker
 CLAIMED_LEASE_PREFIX = "w:"  # lease_owner of rows a worker is sending
 
+# status_detail of mail the scheduler holds because no IP has capacity now (the scheduler writes "<prefix>: <reason>")
+CAPACITY_WAIT_PREFIX = "Waiting for sending capacity"
+
 TEST_INBOX_PAGE_SIZE = 50
 MESSAGE_PAGE_SIZE = 50
 

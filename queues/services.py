@@ -29,7 +29,7 @@ from ippools.models import IPPool
 
 from . import bulk
 from .choices import EventKind, MessagePriority, MessageStatus, SuppressionReason
-from .constants import ENVELOPE_ADDRESS_MAX, IDEMPOTENCY_KEY_MAX, METADATA_MAX_BYTES, TAG_MAX
+from .constants import CAPACITY_WAIT_PREFIX, ENVELOPE_ADDRESS_MAX, IDEMPOTENCY_KEY_MAX, METADATA_MAX_BYTES, TAG_MAX
 from .mime import Content, build_message, normalize_address, normalize_raw, parse_mailbox, parse_mailboxes
 from .models import IdempotencyKey, Message, MessageContent, MessageEvent, Route, SmtpCredential, Suppression
 
@@ -472,3 +472,52 @@ def route_for(tenant_id, domain, routes=None):
     if not matching:
         return None
     return min(matching, key=lambda r: (r.specificity(), r.priority, r.pk))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Where mail goes, and mail waiting for capacity
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MailPath:
+    """Where mail to one recipient domain goes: `kind` is "route" (a relay), "capture" (the demo capture server) or
+    "mx" (the domain's MX hosts, i.e. the real recipient), `route` the matching route, `text` the same in words."""
+
+    kind: str
+    route: object = None
+    text: str = ""
+
+    @property
+    def reaches_real_recipient(self):
+        """Whether mail on this path leaves the machine for a real mailbox (not the capture server)."""
+        return self.kind != "capture"
+
+
+def mail_path(tenant_id, domain, routes=None):
+    """Where the tenant's mail to `domain` goes: its most specific enabled route, else (demo mode) the capture server,
+    else the domain's MX hosts. Demo capture catches whatever no route matches: adding a route for one domain does
+    not send every other domain's mail out. The Routes and Test inbox pages say this; the engine's destination
+    decision is the same one."""
+    route = route_for(tenant_id, domain, routes)
+    if route is not None:
+        return MailPath("route", route, f"to the relay {route.host}:{route.port} (route {route.pattern})")
+    if settings.DEMO_MODE:
+        capture = f"{settings.CAPTURE_SMTP_HOST}:{settings.CAPTURE_SMTP_PORT}"
+        return MailPath("capture", None, f"to the demo capture server ({capture}): it appears in the Test inbox")
+    return MailPath("mx", None, f"to the MX hosts of {domain}: the real recipient")
+
+
+def release_capacity_waits(*, now=None):
+    """Mail the scheduler held for sending capacity (a warm-up cap, a throttle rule's rate, a paused pool) is due
+    again now rather than when its wait was set to end (the next local midnight for a warm-up cap): the next
+    scheduler run looks at it with the capacity as it is now, and holds again what still cannot go. Called when
+    ippools says capacity changed. Returns how many messages were released."""
+    now = now or timezone.now()
+    waiting = Message.objects.filter(
+        status__in=(MessageStatus.QUEUED, MessageStatus.DEFERRED),
+        next_attempt_at__gt=now,
+        lease_owner__isnull=True,
+        status_detail__startswith=CAPACITY_WAIT_PREFIX,
+    ).exclude(send_at__gt=now)
+    return waiting.update(next_attempt_at=now, updated=now)

@@ -93,6 +93,13 @@ def _headers(response):
     return {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
 
 
+def permission_denied(request, exception):
+    """handler403: JSON under /api/, the product's page (templates/403.html) elsewhere."""
+    if request.path.startswith(API_PATH_PREFIX):
+        return JsonResponse(error_body("permission_denied", str(exception) or "Not allowed."), status=403)
+    return defaults.permission_denied(request, exception)
+
+
 def page_not_found(request, exception):
     """handler404: JSON under /api/, the usual page elsewhere."""
     if request.path.startswith(API_PATH_PREFIX):

@@ -70,6 +70,13 @@ class RolePermission(permissions.BasePermission):
         return principal.allows(tenant_id, area, required_action(view, request))
 
 
+class SignedIn(permissions.BasePermission):
+    """Any authenticated principal (a session or an API key): for views that show nothing of any tenant."""
+
+    def has_permission(self, request, view):
+        return Principal.of(request.user).is_authenticated
+
+
 class OTPRequired(exceptions.PermissionDenied):
     default_detail = "This needs a session verified with your second factor (TOTP): verify at /account/2fa/."
     default_code = "otp_required"

@@ -1,5 +1,6 @@
 """Serializers of the core objects."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from .. import services
@@ -13,6 +14,15 @@ class TenantSerializer(serializers.ModelSerializer):
         model = Tenant
         fields = ["id", "slug", "name", "time_zone", "is_active", "created", "last_updated"]
         read_only_fields = ["created", "last_updated"]
+
+    def validate(self, attrs):
+        """The model's own rules (a real time zone), as the panel's form applies them."""
+        tenant = Tenant(**{"time_zone": getattr(self.instance, "time_zone", "UTC"), **attrs})
+        try:
+            tenant.clean()
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from None
+        return attrs
 
 
 class MembershipSerializer(serializers.ModelSerializer):
@@ -57,7 +67,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
         ]  # fmt: skip
         read_only_fields = ["prefix", "last_used", "last_used_ip", "revoked", "created"]
 
-    def get_key(self, obj):
+    def get_key(self, obj) -> str | None:
         return getattr(obj, "raw_key", None)
 
     def validate_allowed_networks(self, value):
@@ -147,7 +157,7 @@ class JobSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
         read_only_fields = fields
 
-    def get_download_url(self, obj):
+    def get_download_url(self, obj) -> str | None:
         if not obj.result_file or obj.status != "completed":
             return None
         return f"/api/v1/jobs/{obj.uuid}/download/"

@@ -10,14 +10,34 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
 
 from .. import services
 from ..choices import JobStatus
 from ..exports import FORMATS, start_audit_export
 from ..filtersets import ApiKeyFilterSet, AuditEntryFilterSet, JobFilterSet, MembershipFilterSet
 from ..models import ApiKey, AuditEntry, Job, Membership, Tenant
+from .permissions import SignedIn
 from .serializers import ApiKeySerializer, AuditEntrySerializer, JobSerializer, MembershipSerializer, TenantSerializer
 from .viewsets import BaseViewSetMixin, CreateListRetrieveDestroyViewSet, ReadOnlyTenantViewSet, TenantModelViewSet
+
+
+class ApiRootView(APIView):
+    """`GET /api/v1/`: each collection of the API by name with its URL (routers given in deliveryhub.urls)."""
+
+    permission_classes = [SignedIn]
+    routers = ()
+    schema = None  # not an operation of the API description
+
+    def get(self, request):
+        return Response(
+            {
+                prefix: reverse(f"api:{basename}-list", request=request)
+                for router in self.routers
+                for prefix, _viewset, basename in router.registry
+            }
+        )
 
 
 class TenantViewSet(BaseViewSetMixin, viewsets.ModelViewSet):
@@ -106,4 +126,5 @@ class JobViewSet(ReadOnlyTenantViewSet):
         if not path.is_relative_to(root) or not path.is_file():
             raise NotFound("The job's file is no longer available.")
         content_type = FORMATS.get(path.suffix.lstrip("."), "application/octet-stream")
-        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type=content_type)
+        name = job.download_name()
+        return FileResponse(path.open("rb"), as_attachment=True, filename=name, content_type=content_type)

@@ -7,12 +7,16 @@ import hashlib
 import json
 import uuid
 from datetime import UTC
+from pathlib import PurePosixPath
+from zoneinfo import available_timezones
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import slugify
 
 from ..choices import ActorType, ApiKeyScope, Area, JobStatus, Role
 from ..crypto import EncryptedTextField, personal_marker
@@ -124,6 +128,23 @@ def log_deletion(sender, instance, **kwargs):
     log_change(instance, "delete", instance.audit_state(), None)
 
 
+class PanelURLs:
+    """The panel pages of a model managed with the generic views: `<panel_url_name>-detail`, `-edit` and `-delete`,
+    by primary key. A model without a page of its own names its edit page as its address (`panel_detail = "edit"`)."""
+
+    panel_url_name = None
+    panel_detail = "detail"
+
+    def get_absolute_url(self):
+        return reverse(f"{self.panel_url_name}-{self.panel_detail}", args=[self.pk])
+
+    def get_edit_url(self):
+        return reverse(f"{self.panel_url_name}-edit", args=[self.pk])
+
+    def get_delete_url(self):
+        return reverse(f"{self.panel_url_name}-delete", args=[self.pk])
+
+
 class TenantModel(models.Model):
     """A model owned by one tenant; `objects.restrict(actor, action)` is the only way views reach it."""
 
@@ -163,6 +184,16 @@ class Tenant(ChangeLoggedModel):
     @property
     def tenant_id(self):  # a tenant's own audit entries belong to it
         return self.pk
+
+    def get_absolute_url(self):
+        return reverse("tenant-detail", args=[self.pk])
+
+    def get_edit_url(self):
+        return reverse("tenant-edit", args=[self.pk])
+
+    def clean(self):
+        if self.time_zone not in available_timezones():
+            raise ValidationError({"time_zone": f"{self.time_zone!r} is not a time zone name such as Europe/Paris."})
 
 
 class Membership(ChangeLoggedModel):
@@ -371,6 +402,12 @@ class Job(models.Model):
     @property
     def is_finished(self):
         return self.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.ERRORED)
+
+    def download_name(self):
+        """The name a downloaded result gets: what it holds and its day (`audit-log-2026-12-04.csv`), not a uuid."""
+        what = slugify(self.name.removesuffix(" export").removesuffix(" Export")) or "export"
+        day = (self.completed or self.created or timezone.now()).astimezone(UTC).date().isoformat()
+        return f"{what}-{day}{PurePosixPath(self.result_file).suffix}"
 
 
 class LoginFailure(models.Model):

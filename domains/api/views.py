@@ -2,7 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -28,6 +28,20 @@ EXPORT_REFUSED = (
 )
 
 
+@extend_schema_view(
+    create=extend_schema(
+        summary="Add a sending domain",
+        description="Add a domain to the tenant: answers the domain with its DKIM key; GET dns-records lists what to "
+        "publish, POST verify checks it.",
+        examples=[
+            OpenApiExample(
+                "A first domain",
+                request_only=True,
+                value={"name": "mail.acme.example", "dmarc_policy": "quarantine", "dmarc_rua": "dmarc@acme.example"},
+            )
+        ],
+    )
+)
 class DomainViewSet(TenantModelViewSet):
     """Sending domains of the tenant: CRUD, DNS verification, the record plan, DKIM keys and rotation."""
 

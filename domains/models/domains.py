@@ -8,6 +8,7 @@ import idna
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.urls import reverse
 
 from deliveryhub.choices import Area
 from deliveryhub.models import ChangeLoggedModel, TenantModel
@@ -114,6 +115,9 @@ class SendingDomain(ChangeLoggedModel, TenantModel):
 
     def __str__(self):
         return self.name
+
+    def get_absolute_url(self):
+        return reverse("domain-detail", args=[self.pk])
 
     # -- validation -----------------------------------------------------------------------------------------------
     def clean(self):

@@ -1,7 +1,7 @@
 """Serializers of the IP pools API."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import models, transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -51,7 +51,8 @@ class WarmupStatusField(serializers.Field):
         if progress is None:
             return None
         caps = ip.warmup_caps()
-        used = services.usage_today(ip)
+        primed = self.context.get("_usage_today")  # read for the whole page by IPAddressListSerializer
+        used = primed[ip.pk] if primed is not None and ip.pk in primed else services.usage_today(ip)
         return {
             "plan": ip.warmup_plan_id,
             "plan_name": ip.warmup_plan.name,
@@ -63,6 +64,15 @@ class WarmupStatusField(serializers.Field):
                 key: max(0, cap - used.get(key, 0)) for key, cap in caps.items() if cap is not None and key != "hourly"
             },
         }
+
+
+class IPAddressListSerializer(serializers.ListSerializer):
+    """A page of IPs: today's warm-up use of the warming ones is read for all of them at once (not per IP)."""
+
+    def to_representation(self, data):
+        ips = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        self.context["_usage_today"] = services.usage_today_many([ip for ip in ips if ip.warmup_progress()])
+        return super().to_representation(ips)
 
 
 class IPAddressSerializer(serializers.ModelSerializer):
@@ -78,6 +88,7 @@ class IPAddressSerializer(serializers.ModelSerializer):
             "pools", "notes", "created", "last_updated",
         ]  # fmt: skip
         read_only_fields = ["reputation", "reputation_explanation", "listed", "listed_zones", "created", "last_updated"]
+        list_serializer_class = IPAddressListSerializer
 
     def get_pools(self, obj) -> list[str]:
         """The pools of this IP that the actor may see (another tenant's dedicated pool is not named)."""

@@ -1,8 +1,8 @@
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from . import views
 
-router = DefaultRouter()
+router = SimpleRouter()  # the one API root is deliveryhub.api.views.ApiRootView
 router.register("nodes", views.DeliveryNodeViewSet)
 router.register("ip-addresses", views.IPAddressViewSet)
 router.register("ip-pools", views.IPPoolViewSet)

@@ -11,14 +11,14 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from deliveryhub.choices import Area
-from deliveryhub.models import ChangeLoggedModel
+from deliveryhub.models import ChangeLoggedModel, PanelURLs
 
 from ..choices import IP_STATE_BADGES, SENDING_IP_STATES, IPEventKind, IPState, PTRStatus
 from ..constants import REPUTATION_FAIR, REPUTATION_GOOD, REPUTATION_MAX
 from ..querysets import IPAddressQuerySet, IPChildQuerySet
 
 
-class IPAddress(ChangeLoggedModel):
+class IPAddress(PanelURLs, ChangeLoggedModel):
     """A source IP address mail leaves from, owned by one delivery node.
 
     Its warm-up position (plan, current day, day of the last step) lives here; today's counts are in
@@ -43,6 +43,7 @@ class IPAddress(ChangeLoggedModel):
     notes = models.TextField(blank=True)
 
     permission_area = Area.PLATFORM
+    panel_url_name = "ipaddress"
     audit_exclude = ChangeLoggedModel.audit_exclude | {"reputation", "reputation_explanation"}
 
     objects = IPAddressQuerySet.as_manager()
@@ -98,10 +99,28 @@ class IPAddress(ChangeLoggedModel):
             .values_list("tenant__time_zone", flat=True)
             .first()
         )
+        return self.zone_named(tz_name)
+
+    @staticmethod
+    def zone_named(tz_name):
+        """The zone called `tz_name` (a tenant's), WARMUP_TIME_ZONE when there is none, UTC when it is not a zone."""
         try:
             return zoneinfo.ZoneInfo(tz_name or settings.WARMUP_TIME_ZONE)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             return zoneinfo.ZoneInfo("UTC")
+
+    @classmethod
+    def prime_time_zones(cls, ips):
+        """Set the warm-up time zone of many IPs with one query (a list page's, instead of one query per IP)."""
+        from .pools import IPPool
+
+        names = dict(
+            IPPool.objects.filter(members__ip__in=[ip.pk for ip in ips], tenant__isnull=False).values_list(
+                "members__ip_id", "tenant__time_zone"
+            )
+        )
+        for ip in ips:
+            ip.time_zone = cls.zone_named(names.get(ip.pk))
 
     def local_date(self, now=None):
         return (now or timezone.now()).astimezone(self.time_zone).date()

@@ -4,13 +4,13 @@ from django.db import models
 from django.utils import timezone
 
 from deliveryhub.choices import Area
-from deliveryhub.models import ChangeLoggedModel
+from deliveryhub.models import ChangeLoggedModel, PanelURLs
 
 from ..choices import LISTING_STATUS_BADGES, BlocklistKind, ListingStatus
 from ..querysets import BlocklistCheckQuerySet, PlatformQuerySet
 
 
-class BlocklistZone(ChangeLoggedModel):
+class BlocklistZone(PanelURLs, ChangeLoggedModel):
     """A DNS blocklist zone checked in addition to the defaults of BLOCKLIST_ZONES / BLOCKLIST_DOMAIN_ZONES.
 
     `codes` maps answers to meanings ({"127.0.0.2": "listed for spam"}); unknown 127.0.x.y answers count
@@ -24,6 +24,8 @@ class BlocklistZone(ChangeLoggedModel):
     enabled = models.BooleanField(default=True)
 
     permission_area = Area.PLATFORM
+    panel_url_name = "blocklist-zone"
+    panel_detail = "edit"
 
     objects = PlatformQuerySet.as_manager()
 

@@ -7,13 +7,13 @@ from django.db import models
 from django.utils import timezone
 
 from deliveryhub.choices import Area
-from deliveryhub.models import ChangeLoggedModel
+from deliveryhub.models import ChangeLoggedModel, PanelURLs
 
 from ..choices import NodeStatus
 from ..querysets import DeliveryNodeQuerySet
 
 
-class DeliveryNode(ChangeLoggedModel):
+class DeliveryNode(PanelURLs, ChangeLoggedModel):
     """A host running delivery workers (`DELIVERYHUB_NODE=<name>`); its workers send only from its IPs.
 
     `last_heartbeat` is written by the workers (not audited); the node is live while it is recent.
@@ -26,6 +26,7 @@ class DeliveryNode(ChangeLoggedModel):
     last_heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
 
     permission_area = Area.PLATFORM
+    panel_url_name = "node"
     audit_exclude = ChangeLoggedModel.audit_exclude | {"last_heartbeat"}
 
     objects = DeliveryNodeQuerySet.as_manager()

@@ -5,7 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from deliveryhub.choices import Area
-from deliveryhub.models import ChangeLoggedModel, TenantModel
+from deliveryhub.models import ChangeLoggedModel, PanelURLs, TenantModel
 from deliveryhub.querysets import TenantQuerySet
 
 from ..choices import PoolPurpose
@@ -14,7 +14,7 @@ from ..querysets import IPPoolQuerySet, PoolChildQuerySet
 MAX_WEIGHT = 1000
 
 
-class IPPool(ChangeLoggedModel):
+class IPPool(PanelURLs, ChangeLoggedModel):
     """A set of source IPs serving one purpose: shared (tenant empty) or dedicated to one tenant.
 
     A shared pool is usable by every tenant when `all_tenants` is set, else by the tenants granted it
@@ -37,6 +37,7 @@ class IPPool(ChangeLoggedModel):
     pause_on_listing = models.BooleanField(default=True, help_text="Pause a member while its IP is blocklisted.")
 
     permission_area = Area.PLATFORM
+    panel_url_name = "ippool"
 
     objects = IPPoolQuerySet.as_manager()
 

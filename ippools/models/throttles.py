@@ -6,14 +6,14 @@ from django.db import models
 from django.utils import timezone
 
 from deliveryhub.choices import Area
-from deliveryhub.models import ChangeLoggedModel
+from deliveryhub.models import ChangeLoggedModel, PanelURLs
 from deliveryhub.querysets import TenantQuerySet
 
 from ..choices import Provider
 from ..querysets import IPChildQuerySet
 
 
-class ThrottleRule(ChangeLoggedModel):
+class ThrottleRule(PanelURLs, ChangeLoggedModel):
     """A limit on the mail one source IP sends to one provider.
 
     Scope: a source IP, or every IP of a pool, or (both empty) every IP; a provider, or (empty) every provider.
@@ -44,6 +44,8 @@ class ThrottleRule(ChangeLoggedModel):
     description = models.CharField(max_length=200, blank=True)
 
     permission_area = Area.INFRASTRUCTURE
+    panel_url_name = "throttle-rule"
+    panel_detail = "edit"
 
     objects = TenantQuerySet.as_manager()
 

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from deliveryhub.choices import Area
-from deliveryhub.models import ChangeLoggedModel
+from deliveryhub.models import ChangeLoggedModel, PanelURLs
 
 from ..choices import Provider
 from ..constants import TOTAL
@@ -26,7 +26,7 @@ def default_complaint_threshold():
     return settings.WARMUP_MAX_COMPLAINT_RATE
 
 
-class WarmupPlan(ChangeLoggedModel):
+class WarmupPlan(PanelURLs, ChangeLoggedModel):
     """Day-by-day sending caps for a new IP, in total and per destination provider.
 
     `days` is a list, one entry per day: {"total": n, "google": n, "microsoft": n, "yahoo": n, "other": n,
@@ -44,6 +44,7 @@ class WarmupPlan(ChangeLoggedModel):
     is_builtin = models.BooleanField(default=False, editable=False)
 
     permission_area = Area.PLATFORM
+    panel_url_name = "warmup-plan"
 
     objects = WarmupPlanQuerySet.as_manager()
 

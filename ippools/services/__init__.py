@@ -28,9 +28,28 @@ from .pools import (
     set_default_pool,
 )
 from .reputation import compute_reputation, update_reputation, update_reputations
-from .selection import NoCapacity, Selection, flush_usage, record_outcomes, select_source_ip, usage_today
+from .selection import (
+    NoCapacity,
+    Selection,
+    flush_usage,
+    record_outcomes,
+    select_source_ip,
+    usage_today,
+    usage_today_many,
+)
 from .throttling import PairLimits, pair_limits, pair_state, rate_limited, record_successes, throttle_rules
-from .warmup import day_outcomes, outcome_rates, start_warmup, step_warmup, step_warmups
+from .warmup import (
+    announce_capacity_change,
+    day_outcomes,
+    outcome_rates,
+    save_warmup_plan,
+    start_warmup,
+    step_warmup,
+    step_warmups,
+    stop_warmup,
+    warmup_schedule,
+    warmup_status,
+)
 
 __all__ = [
     "DEFAULT_POOL_NAME",
@@ -39,6 +58,7 @@ __all__ = [
     "NoCapacity",
     "PairLimits",
     "Selection",
+    "announce_capacity_change",
     "apply_listing_state",
     "assign_ip",
     "check_blocklists",
@@ -63,15 +83,20 @@ __all__ = [
     "remove_ip",
     "resume_ip",
     "revoke_pool_grant",
+    "save_warmup_plan",
     "select_source_ip",
     "sending_domain_names",
     "set_default_pool",
     "start_warmup",
     "step_warmup",
     "step_warmups",
+    "stop_warmup",
     "sweep_blocklists",
     "throttle_rules",
     "update_reputation",
     "update_reputations",
     "usage_today",
+    "usage_today_many",
+    "warmup_schedule",
+    "warmup_status",
 ]

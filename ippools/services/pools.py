@@ -5,8 +5,9 @@ from django.db import transaction
 from deliveryhub import audit
 
 from ..choices import IPEventKind, IPState, PoolPurpose
-from ..models import IPPool, IPPoolGrant, IPPoolMember, TenantDefaultPool
+from ..models import IPAddress, IPPool, IPPoolGrant, IPPoolMember, TenantDefaultPool
 from .events import ip_event
+from .warmup import announce_capacity_change
 
 
 @transaction.atomic
@@ -17,6 +18,7 @@ def assign_ip(pool, ip, *, weight=100, acting_user=None):
         member.weight = weight
         member.full_clean()
         member.save()
+        announce_capacity_change(IPPoolMember, f"{ip} in pool {pool} (weight {weight})")
         return member
 
 
@@ -81,7 +83,9 @@ def resume_ip(ip, *, acting_user=None):
     """Put a paused IP back: `warming` if it is on a plan, else `active`."""
     with audit.acting_as(acting_user):
         state = IPState.WARMING if ip.warmup_plan_id and not _warmup_done(ip) else IPState.ACTIVE
-        return _set_state(ip, state, IPEventKind.RESUMED, "resumed by an admin")
+        ip = _set_state(ip, state, IPEventKind.RESUMED, "resumed by an admin")
+        announce_capacity_change(IPAddress, f"{ip} resumed")
+        return ip
 
 
 def _warmup_done(ip):

@@ -10,17 +10,24 @@ from django.db.models import Sum
 from deliveryhub import audit
 
 from .. import signals
-from ..choices import IPEventKind, IPState
-from ..constants import WARMUP_SEVERE_FACTOR
-from ..models import IPAddress, IPDailyUsage
+from ..choices import IPEventKind, IPState, Provider
+from ..constants import TOTAL, WARMUP_SEVERE_FACTOR
+from ..models import IPAddress, IPDailyUsage, WarmupPlan
 from .events import ip_event
+from .selection import usage_today
 
 logger = logging.getLogger(__name__)
 
 
+def announce_capacity_change(sender, reason):
+    """After commit, tell the apps that hold mail for capacity (queues) to look at it again now."""
+    transaction.on_commit(lambda: signals.capacity_changed.send(sender, reason=reason))
+
+
 @transaction.atomic
 def start_warmup(ip, plan, *, day=1, acting_user=None, now=None):
-    """Put an IP on a warm-up plan at `day` (state `warming`); its first day is today in its time zone."""
+    """Put an IP on a warm-up plan at `day` (state `warming`), or move it to another plan or day; its current day is
+    today in its time zone. Takes effect at once: mail waiting for capacity is looked at again."""
     with audit.acting_as(acting_user):
         if not 1 <= day <= plan.length:
             raise ValidationError({"day": f"The plan has days 1 to {plan.length}."})
@@ -30,7 +37,64 @@ def start_warmup(ip, plan, *, day=1, acting_user=None, now=None):
         ip.save()
         message = f"Warm-up started on plan {plan.name}, day {day} of {plan.length}."
         ip_event(ip, IPEventKind.WARMUP_START, message, {"plan": plan.pk, "day": day}, now=now)
+        announce_capacity_change(IPAddress, f"warm-up of {ip} on {plan.name} day {day}")
         return ip
+
+
+@transaction.atomic
+def stop_warmup(ip, *, acting_user=None, now=None):
+    """Take a warming IP off its plan at once: `active`, without caps from now on (mail held for its warm-up cap is
+    looked at again now, not at the next local midnight)."""
+    with audit.acting_as(acting_user):
+        if ip.state != IPState.WARMING:
+            raise ValidationError({"state": f"{ip} is not warming up ({ip.get_state_display().lower()})."})
+        plan, day = ip.warmup_plan, ip.warmup_day
+        ip.state, ip.warmup_plan, ip.warmup_day, ip.warmup_last_step = IPState.ACTIVE, None, 1, None
+        ip.full_clean()
+        ip.save()
+        name = plan.name if plan else "no plan"
+        message = f"Warm-up stopped at day {day} of {name}: the IP is active without caps."
+        ip_event(ip, IPEventKind.WARMUP_STOP, message, {"plan": getattr(plan, "pk", None), "day": day}, now=now)
+        announce_capacity_change(IPAddress, f"warm-up of {ip} stopped")
+        return ip
+
+
+@transaction.atomic
+def save_warmup_plan(plan, *, acting_user=None):
+    """Create or change a warm-up plan (its days table validated by `WarmupPlan.clean()`); IPs on it use the new caps
+    at once, and mail held for their old caps is looked at again now."""
+    with audit.acting_as(acting_user):
+        plan.full_clean()
+        plan.save()
+        announce_capacity_change(WarmupPlan, f"warm-up plan {plan} changed")
+        return plan
+
+
+def warmup_schedule(ip, plan, *, day=1, now=None):
+    """The preview of a warm-up before it starts: [(day, earliest local date, caps)] from `day` to the plan's end.
+
+    A day only follows the one before when that stayed under the plan's thresholds, so the dates are the earliest."""
+    start = ip.local_date(now)
+    return [(n, start + timedelta(days=n - day), plan.caps_for_day(n)) for n in range(day, plan.length + 1)]
+
+
+def warmup_status(ip, now=None, used=None):
+    """Where an IP stands in its warm-up, for the panel: plan, day N of M, and today's use against each cap
+    (`bars`: [{name, used, cap, percent}]); None when the IP is not warming up. `used`: its `usage_today` when the
+    caller read many at once (`usage_today_many`)."""
+    progress = ip.warmup_progress()
+    if progress is None:
+        return None
+    caps = ip.warmup_caps()
+    used = usage_today(ip, now) if used is None else used
+    bars = [
+        {"name": key, "used": used.get(key, 0), "cap": cap,
+         "percent": min(100, round(100 * used.get(key, 0) / cap)) if cap else 100}
+        for key in (TOTAL, *Provider.values)
+        if (cap := caps.get(key)) is not None
+    ]  # fmt: skip
+    day, days = progress
+    return {"plan": ip.warmup_plan, "day": day, "days": days, "percent": round(100 * day / days), "bars": bars}
 
 
 def day_outcomes(ip, day):

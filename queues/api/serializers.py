@@ -255,7 +255,7 @@ class MessageSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
         read_only_fields = fields
 
-    def get_priority(self, obj):
+    def get_priority(self, obj) -> str:
         return MessagePriority(obj.priority).name.lower()
 
 
@@ -282,7 +282,7 @@ class RouteSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
         read_only_fields = ["created", "last_updated"]
 
-    def get_has_password(self, obj):
+    def get_has_password(self, obj) -> bool:
         return bool(obj.password)
 
     def validate(self, attrs):

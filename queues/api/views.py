@@ -5,6 +5,7 @@ import json
 from django.db.models import Prefetch
 from django.http import StreamingHttpResponse
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -74,6 +75,27 @@ class MessageViewSet(BaseViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMod
             raise ValidationError(flat_errors(serializer.errors))
         return serializer
 
+    @extend_schema(
+        summary="Send a message",
+        description="Accept one message for each recipient in `to`, `cc` and `bcc`: 202 once stored (after commit), "
+        "with one id per recipient. Retry safely with an `Idempotency-Key` header.",
+        responses={202: OpenApiResponse(description="Accepted: one message id per recipient.")},
+        examples=[
+            OpenApiExample(
+                "A text and HTML message",
+                request_only=True,
+                value={"from": "Acme <hello@mail.acme.example>", "to": ["ann@example.net"], "subject": "Your receipt",
+                       "text": "Thank you for your order.", "html": "<p>Thank you for your <b>order</b>.</p>",
+                       "tag": "receipt", "metadata": {"order": "1042"}},  # fmt: skip
+            ),
+            OpenApiExample(
+                "Accepted", response_only=True, status_codes=["202"],
+                value={"message_id": "<20261204.1a2b3c@mail.acme.example>",
+                       "messages": [{"id": "6f1c9f0e-8a51-4f5e-9d55-2f3c8f7b1a10", "recipient": "ann@example.net",
+                                     "status": "queued"}]},  # fmt: skip
+            ),
+        ],
+    )
     def create(self, request, *args, **kwargs):
         return self._accept(request, self._valid(MessageSubmitSerializer, request).to_submission())
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from deliveryhub.choices import Area
 from deliveryhub.crypto import EncryptedTextField
-from deliveryhub.models import ChangeLoggedModel, TenantModel
+from deliveryhub.models import ChangeLoggedModel, PanelURLs, TenantModel
 from deliveryhub.netguard import TargetNotAllowed, check_public_host
 from deliveryhub.querysets import TenantQuerySet
 
@@ -20,7 +20,7 @@ _PATTERN = re.compile(r"^(\*|(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$")
 
 
-class Route(ChangeLoggedModel, TenantModel):
+class Route(PanelURLs, ChangeLoggedModel, TenantModel):
     """A smarthost rule: mail to matching recipient domains goes to a fixed relay instead of the MX hosts.
 
     `pattern` is an exact domain (`example.com`), a subdomain wildcard (`*.example.com`: any subdomain, not
@@ -39,6 +39,7 @@ class Route(ChangeLoggedModel, TenantModel):
     enabled = models.BooleanField(default=True)
 
     permission_area = Area.INFRASTRUCTURE
+    panel_url_name, panel_detail = "route", "edit"
     audit_redact = frozenset({"password"})
 
     class Meta:
@@ -113,7 +114,7 @@ class Suppression(ChangeLoggedModel, TenantModel):
             raise ValidationError({"address": "Enter an email address."})
 
 
-class BounceRule(ChangeLoggedModel):
+class BounceRule(PanelURLs, ChangeLoggedModel):
     """An admin's classification rule, applied before the default rules (tenant rules, then global ones).
 
     Patterns as in queues/data/bounce_rules.tsv: `code` like `550` or `5xx` (empty: any), `enhanced` like
@@ -133,6 +134,7 @@ class BounceRule(ChangeLoggedModel):
     description = models.CharField(max_length=200, blank=True)
 
     permission_area = Area.INFRASTRUCTURE
+    panel_url_name, panel_detail = "bounce-rule", "edit"
 
     objects = TenantQuerySet.as_manager()
 

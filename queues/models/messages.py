@@ -4,6 +4,7 @@ import uuid
 
 from django.db import models
 from django.db.models.functions import Lower
+from django.urls import reverse
 from django.utils import timezone
 
 from deliveryhub.choices import Area
@@ -14,7 +15,9 @@ from deliveryhub.querysets import RestrictedQuerySet
 from ..choices import (
     ATTEMPT_STATUS_BADGES,
     EVENT_KIND_BADGES,
+    FINAL_STATUSES,
     MESSAGE_STATUS_BADGES,
+    READY_STATUSES,
     AttemptStatus,
     EventKind,
     MessagePriority,
@@ -115,6 +118,36 @@ class Message(PersonalDataMixin, TenantModel):
     @property
     def status_badge(self):
         return MESSAGE_STATUS_BADGES.get(self.status, "secondary")
+
+    def get_absolute_url(self):
+        return reverse("message-detail", args=[self.uuid])
+
+    @property
+    def is_finished(self):
+        """Delivered, bounced, expired, suppressed or cancelled: nothing more happens to it by itself."""
+        return self.status in FINAL_STATUSES
+
+    def waiting_for(self, now=None):
+        """What an unfinished message is waiting for, and when it is tried next, in words (None once finished)."""
+        now = now or timezone.now()
+        at = f"{self.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+        if self.status == MessageStatus.SENDING:
+            return f"Being sent now (a worker holds it until {self.lease_expires:%H:%M:%S} UTC at the latest)."
+        if self.status == MessageStatus.HELD:
+            return "Held: workers stopped while sending it, more than once. Release it to try again."
+        if self.status not in READY_STATUSES:
+            return None
+        if self.lease_owner and self.lease_expires and self.lease_expires > now:
+            return "Handed to a worker: being picked up for sending."
+        if self.next_attempt_at <= now:
+            return "Due now: the scheduler hands it to a worker within seconds."
+        if self.send_at and self.send_at > now and not self.attempts:
+            return f"Scheduled: not before {at} (the send time it was given)."
+        reason = self.status_detail or "the next retry"
+        if self.status == MessageStatus.DEFERRED:
+            tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+            return f"Deferred after {tries}: next try at {at}. {reason}"
+        return f"{reason.rstrip('.')}. Next look at {at}."
 
     @staticmethod
     def verp_address(message_uuid, return_path_host):

@@ -35,6 +35,12 @@ class DomainUITest(DNSTestCase):
         self.assertContains(response, "example.test")
         self.assertNotContains(response, "theirs.test")
         self.assertContains(response, 'class="badge text-bg-success me-1" title="ok" data-kind="dkim"')
+        download = self.client.get(reverse("domain-list"), {"export": "csv"})  # the table as CSV, named for it
+        self.assertIn('filename="sending-domains-', download["Content-Disposition"])
+        lines = b"".join(download.streaming_content).decode().splitlines()
+        self.assertEqual(lines[0], "Domain,ASCII name,Status,May send,SPF,DKIM,DMARC,RETURN PATH,PTR,Last checked")
+        self.assertEqual([line.split(",")[0] for line in lines[1:]], ["example.test"])
+        self.assertIn(",ok,", lines[1])
         self.assertContains(response, 'class="badge text-bg-danger me-1" title="missing, ok" data-kind="dmarc"')
         self.assertContains(response, 'title="nothing to check" data-kind="ptr"')  # no sending IPs yet
         self.assertNotContains(response, "Add domain")

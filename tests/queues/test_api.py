@@ -443,16 +443,18 @@ class QueuesUITest(TenantTestCase):
         self.assertEqual(alice.get("/routes/").status_code, 200)
         data = {"pattern": "example.com", "host": "93.184.215.14", "port": 587, "priority": 100, "enabled": "on",
                 "username": "relay-user", "password": "relay-pw", "tls_required": "on"}  # fmt: skip
-        self.assertEqual(bob.post("/routes/", data).status_code, 403)
-        self.assertEqual(alice.post("/routes/", data).status_code, 302)
+        self.assertEqual(bob.post("/routes/new/", data).status_code, 403)
+        self.assertEqual(alice.post("/routes/new/", data).status_code, 302)
         route = Route.objects.get()
         self.assertEqual((route.username, route.password, route.tls_required), ("relay-user", "relay-pw", True))
         listing = alice.get("/routes/")
         self.assertContains(listing, "93.184.215.14")
         self.assertNotContains(listing, "relay-pw")
+        self.assertEqual(bob.post("/test-inbox/", {"sender": "a@mail-a.test", "to": "y@example.com"}).status_code, 403)
+        alice.post(f"/routes/{route.pk}/edit/", {**data, "password": ""})  # an empty password keeps the stored one
+        self.assertEqual(Route.objects.get().password, "relay-pw")
         self.assertEqual(charlie.post(f"/routes/{route.pk}/delete/").status_code, 404)
         self.assertEqual(alice.post(f"/routes/{route.pk}/delete/").status_code, 302)
-        self.assertEqual(bob.post("/test-inbox/", {"sender": "a@mail-a.test", "to": "y@example.com"}).status_code, 403)
         self.assertEqual(alice.get("/test-inbox/").status_code, 200)
 
     def test_test_inbox_form_refuses_line_separators(self):

@@ -62,7 +62,7 @@ class RouteTargetTest(DNSTestCase):
     def test_ui_form_refuses_with_the_reason_on_the_field(self):
         login_verified(self.client, self.alice)
         data = {"pattern": "*", "host": "169.254.169.254", "port": 80, "priority": 100, "enabled": "on"}
-        response = self.client.post("/routes/", data)
+        response = self.client.post("/routes/new/", data)
         self.assertContains(response, "link-local address (cloud metadata services live there)", status_code=400)
         self.assertFalse(Route.objects.exists())
 

@@ -126,7 +126,7 @@ class Command(BaseCommand):
 
     def _prepare_database(self):
         call_command("migrate", interactive=False)
-        if not settings.DEBUG:
+        if settings.PRODUCTION:
             call_command("collectstatic", interactive=False, verbosity=1)
         call_command("ensure_superuser")
         call_command("ensure_local_node")  # node "local", IP 127.0.0.1, shared pool "default" for every tenant
@@ -141,7 +141,7 @@ class Command(BaseCommand):
         addr = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         web = [*manage, "runserver", addr, "--noreload"]
         if not settings.DEBUG:
-            web.append("--insecure")  # runserver serves static files only in DEBUG otherwise
+            web.append("--insecure")  # runserver serves static files only with Django's DEBUG otherwise
         plan = [
             ("web", web),
             # --verbosity 0: RQ's per-job INFO lines every few seconds drown the useful output
