@@ -107,6 +107,7 @@ class JobFilterSet(django_filters.FilterSet):
 
 class TenantFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
+    is_active = django_filters.BooleanFilter(label="Active")
 
     class Meta:
         model = Tenant

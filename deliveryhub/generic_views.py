@@ -284,8 +284,10 @@ class ObjectEditView(PanelView):
 
     list_url_name = None
 
+    noun = None  # what the title calls the object (the model's verbose name by default)
+
     def render(self, request, form, instance, status=200):
-        verbose = self.model._meta.verbose_name
+        verbose = self.noun or self.model._meta.verbose_name
         context = {
             "view": self,
             "form": form,

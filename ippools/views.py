@@ -407,6 +407,7 @@ class WarmupPlanEditView(ObjectEditView):
 
     model = WarmupPlan
     form_class = WarmupPlanForm
+    noun = "warm-up plan"
     template_name = "ippools/warmup_plan_edit.html"
     nav_template = NAV
     nav_active = "plans"

@@ -67,6 +67,9 @@ def bs(field):
     attrs = {}
     if isinstance(widget, forms.CheckboxInput):
         css = "form-check-input"
+    elif isinstance(widget, forms.NullBooleanSelect):  # a yes/no filter: "any" rather than Django's "Unknown"
+        css = "form-select"
+        widget.choices = [("unknown", "Any"), ("true", "Yes"), ("false", "No")]
     elif isinstance(widget, forms.Select):
         css = "form-select"
         choices = getattr(field.field, "choices", ())

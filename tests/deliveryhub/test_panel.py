@@ -36,7 +36,7 @@ class ApiRootTest(TenantTestCase):
     ("env", "debug"),
     [({}, False), ({"DELIVERYHUB_DEBUG_PAGES": "true"}, True),
      ({"DEBUG": "false", "DELIVERYHUB_DEBUG_PAGES": "true", "DELIVERYHUB_SECRET_KEY": "k",
-       "DELIVERYHUB_DATA_KEY": "k"}, False)],
+       "DELIVERYHUB_DATA_KEY": "k", "DELIVERYHUB_PSEUDONYM_KEY": "k"}, False)],
 )  # fmt: skip
 def test_django_debug_pages_are_an_explicit_development_opt_in(tmp_path, env, debug):
     """`make run` (no DEBUG in the environment) is development mode, but shows the product's error pages."""
