@@ -8,13 +8,21 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from domains.api.urls import router as domains_router
 from ippools.api.urls import router as ippools_router
 from queues.api.urls import router as queues_router
+from queues.campaigns.api.urls import router as campaigns_router
+from reports.api.urls import router as reports_router
 
 from .admin import admin_site
 from .api.urls import router as core_router
 from .api.views import ApiRootView
 
 api_v1 = [
-    path("", ApiRootView.as_view(routers=[core_router, domains_router, ippools_router, queues_router]), name="root"),
+    path(
+        "",
+        ApiRootView.as_view(
+            routers=[core_router, domains_router, ippools_router, queues_router, campaigns_router, reports_router]
+        ),
+        name="root",
+    ),
     path("", include("deliveryhub.api.urls")),
     path("", include("domains.api.urls")),
     path("", include("ippools.api.urls")),

@@ -5,6 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.http import FileResponse
+from django.urls import NoReverseMatch
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -31,13 +32,14 @@ class ApiRootView(APIView):
     schema = None  # not an operation of the API description
 
     def get(self, request):
-        return Response(
-            {
-                prefix: reverse(f"api:{basename}-list", request=request)
-                for router in self.routers
-                for prefix, _viewset, basename in router.registry
-            }
-        )
+        collections = {}
+        for router in self.routers:
+            for prefix, _viewset, basename in router.registry:
+                try:
+                    collections[prefix] = reverse(f"api:{basename}-list", request=request)
+                except NoReverseMatch:  # verbs only (compliance-reports): no collection to list
+                    continue
+        return Response(collections)
 
 
 class TenantViewSet(BaseViewSetMixin, viewsets.ModelViewSet):

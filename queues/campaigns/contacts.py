@@ -187,6 +187,17 @@ def is_suppressed(tenant_id, address):
     return Suppression.objects.filter(tenant_id=tenant_id, address=address).exists()
 
 
+def suppressed_among(contacts):
+    """{(tenant id, address)} of these contacts that are on their tenant's suppression list: one query for a page."""
+    contacts = list(contacts)
+    if not contacts:
+        return set()
+    rows = Suppression.objects.filter(
+        tenant_id__in={c.tenant_id for c in contacts}, address__in={c.email for c in contacts}
+    ).values_list("tenant_id", "address")
+    return set(rows)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------------------------------------------------

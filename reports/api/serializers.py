@@ -1,5 +1,6 @@
 """Serializers of the reports app: data-subject requests, retention policies, purge runs, compliance reports."""
 
+from django.db import models
 from rest_framework import serializers
 
 from deliveryhub.privacy import retention_kinds
@@ -68,6 +69,20 @@ class PurgeRunItemSerializer(serializers.ModelSerializer):
         fields = ["tenant", "kind", "days", "cutoff", "count"]
 
 
+class PurgeRunPageSerializer(serializers.ListSerializer):
+    """A page of purge runs: the items the caller may see are read for all of them in one query (not per run)."""
+
+    def to_representation(self, data):
+        runs = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        visible = PurgeRunItem.objects.restrict(self.context["request"].user)
+        items = visible.filter(run__in=runs).select_related("tenant")
+        by_run = {}
+        for item in items:
+            by_run.setdefault(item.run_id, []).append(item)
+        self.context["_items"] = by_run
+        return super().to_representation(runs)
+
+
 class PurgeRunSerializer(serializers.ModelSerializer):
     """A purge run with the counts the caller may see; `POST {"dry_run": true}` runs one for the tenant now."""
 
@@ -78,8 +93,12 @@ class PurgeRunSerializer(serializers.ModelSerializer):
         model = PurgeRun
         fields = ["id", "started", "finished", "dry_run", "status", "triggered_by", "total", "error", "items"]
         read_only_fields = ["started", "finished", "status", "triggered_by", "total", "error"]
+        list_serializer_class = PurgeRunPageSerializer
 
     def get_items(self, obj):
+        primed = self.context.get("_items")  # read for the whole page by PurgeRunPageSerializer
+        if primed is not None:
+            return PurgeRunItemSerializer(primed.get(obj.pk, []), many=True).data
         request = self.context["request"]
         items = PurgeRunItem.objects.restrict(request.user).filter(run=obj).select_related("tenant")
         return PurgeRunItemSerializer(items, many=True).data

@@ -6,6 +6,8 @@ from itertools import count
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import resolve
+from django.utils import timezone
 
 from deliveryhub import audit, services
 from deliveryhub.choices import Role
@@ -14,8 +16,9 @@ from deliveryhub.testing.cases import TenantTestCase
 from ippools import services as ip_services
 from ippools.models import BlocklistCheck, TenantDefaultPool, ThrottleRule, ThrottleState
 from ippools.testing import flush_test_redis, make_ip, make_node, make_plan, make_pool
-from queues.models import Route, Suppression
+from queues.models import Campaign, Contact, ContactImport, ContactList, Route, Subscription, Suppression
 from queues.testing import make_sending_domain
+from reports.models import DataRequest, PurgeRun, PurgeRunItem, RetentionPolicy
 from tests.queues.helpers import send
 
 SMALL, LARGE = 5, 50
@@ -29,7 +32,8 @@ class ListQueryCountTest(TenantTestCase):
         cls.node = make_node("n0")
         cls.plan = make_plan("ramp", days=[{"total": 100, "google": 20}] * 5)
         cls.shared = make_pool("shared", all_tenants=True)
-        make_sending_domain(cls.tenant_a, "mail-a.test")
+        cls.domain = make_sending_domain(cls.tenant_a, "mail-a.test")
+        cls.contact_list = ContactList.objects.create(tenant=cls.tenant_a, name="newsletter")
 
     def setUp(self):
         flush_test_redis()
@@ -58,8 +62,52 @@ class ListQueryCountTest(TenantTestCase):
             ip_services.grant_pool(make_pool(f"g{n}", members=[(self.ip(), 1)]), self.tenant_a)
             return dedicated
 
+        def contact():
+            n = next(self.serial)
+            made = Contact.objects.create(tenant=self.tenant_a, email=f"c{n}@x.test", domain="x.test", name=f"C {n}")
+            Subscription.objects.create(contact=made, contact_list=self.contact_list)
+            return made
+
+        def campaign():
+            made = Campaign.objects.create(tenant=self.tenant_a, name=f"c{next(self.serial)}", subject="Hi",
+                                           from_header="a@mail-a.test", sending_domain=self.domain, ip_pool=self.shared,
+                                           html="<p>Hi</p>")  # fmt: skip
+            made.lists.add(self.contact_list)
+            return made
+
+        def purge_run():
+            run = PurgeRun.objects.create(tenant=self.tenant_a, triggered_by="test")
+            PurgeRunItem.objects.create(run=run, tenant=self.tenant_a, kind="messages", days=30, cutoff=timezone.now())
+            return run
+
         return {
             "tenants": (self.tenant, self.operator_key),
+            "lists": (
+                lambda: ContactList.objects.create(tenant=self.tenant_a, name=f"l{next(self.serial)}"),
+                self.alice_key,
+            ),  # fmt: skip
+            "contacts": (contact, self.alice_key),
+            "contact-imports": (
+                lambda: ContactImport.objects.create(
+                    tenant=self.tenant_a, file_name="a.csv", path="x", contact_list=self.contact_list
+                ),
+                self.alice_key,
+            ),  # fmt: skip
+            "campaigns": (campaign, self.alice_key),
+            "data-requests": (
+                lambda: DataRequest.objects.create(
+                    tenant=self.tenant_a, kind="access", subjects=[f"s{next(self.serial)}@x.test"]
+                ),
+                self.operator_key,
+            ),  # fmt: skip
+            "retention-policies": (
+                lambda: RetentionPolicy.objects.create(tenant=self.tenant(), kind="messages", days=30),
+                self.operator_key,
+            ),  # fmt: skip
+            "purge-runs": (
+                lambda: PurgeRun.objects.create(tenant=self.tenant_a, triggered_by="test"),
+                self.operator_key,
+            ),
             "memberships": (self.member, self.alice_key),
             "api-keys": (
                 lambda: services.create_api_key(tenant=self.tenant_a, name=f"k{next(self.serial)}"),
@@ -127,9 +175,10 @@ class ListQueryCountTest(TenantTestCase):
         return [q["sql"] for q in queries.captured_queries if not q["sql"].startswith('UPDATE "deliveryhub_apikey"')]
 
     def test_every_list_endpoint_costs_the_same_for_50_objects_as_for_5(self):
-        root = self.api(self.operator_key).get("/api/v1/").json()
+        routers = resolve("/api/v1/").func.view_initkwargs["routers"]  # every router of the API, as its root lists
+        endpoints = {prefix for router in routers for prefix, viewset, _ in router.registry if hasattr(viewset, "list")}
         factories = self.factories()
-        self.assertEqual(set(root), set(factories), "every list endpoint has a factory here")
+        self.assertEqual(endpoints, set(factories), "every list endpoint has a factory here")
         for name, (make, key) in factories.items():
             with self.subTest(endpoint=name):
                 url = f"/api/v1/{name}/"

@@ -2,6 +2,7 @@
 
 import json
 
+from django.db import models
 from django.db.models import Count, Q
 from rest_framework import serializers
 
@@ -49,6 +50,15 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         read_only_fields = ["created", "updated"]
 
 
+class ContactPageSerializer(serializers.ListSerializer):
+    """A page of contacts: which of them are suppressed is read for all of them at once (not per contact)."""
+
+    def to_representation(self, data):
+        contacts = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        self.context["_suppressed"] = contact_services.suppressed_among(contacts)
+        return super().to_representation(contacts)
+
+
 class ContactSerializer(serializers.ModelSerializer):
     lists = SubscriptionSerializer(source="subscriptions", many=True, required=False)
     suppressed = serializers.SerializerMethodField()
@@ -58,8 +68,12 @@ class ContactSerializer(serializers.ModelSerializer):
         fields = ["id", "email", "name", "attributes", "lists", "suppressed", "created", "last_updated"]
         read_only_fields = ["created", "last_updated"]
         extra_kwargs = {"email": {"validators": []}}
+        list_serializer_class = ContactPageSerializer
 
-    def get_suppressed(self, obj):
+    def get_suppressed(self, obj) -> bool:
+        primed = self.context.get("_suppressed")  # read for the whole page by ContactPageSerializer
+        if primed is not None:
+            return (obj.tenant_id, obj.email) in primed
         return contact_services.is_suppressed(obj.tenant_id, obj.email)
 
     def validate_lists(self, value):

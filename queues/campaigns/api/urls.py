@@ -1,8 +1,8 @@
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from . import views
 
-router = DefaultRouter()
+router = SimpleRouter()  # the one API root is deliveryhub.api.views.ApiRootView
 router.register("lists", views.ContactListViewSet)
 router.register("contacts", views.ContactViewSet)
 router.register("contact-imports", views.ContactImportViewSet)

@@ -39,7 +39,7 @@ def csv_response(rows, filename):
 class ContactListViewSet(TenantModelViewSet):
     """Contact lists, with `imports` (CSV, as a job) and `export` (CSV, streamed)."""
 
-    queryset = with_subscribed_count(ContactList.objects.all())
+    queryset = with_subscribed_count(ContactList.objects.all()).order_by("name", "pk")  # GROUP BY drops Meta.ordering
     serializer_class = ContactListSerializer
     filterset_class = ContactListFilterSet
     parser_classes = [JSONParser, MultiPartParser, FormParser]
