@@ -223,16 +223,26 @@ def check_document(document):
                            "install does not have: add that key to DELIVERYHUB_DATA_KEY (after the current one).")
 
 
+class _SkippedReference(Exception):
+    """A row refers to a row the restore left out on purpose (`on_restore`): it is left out too."""
+
+
 class _Resolver:
-    """Natural keys → objects, per section, cached as rows are restored."""
+    """Natural keys → objects, per section, cached as rows are restored; keys of rows left out on purpose."""
 
     def __init__(self):
         self.cache = {}
+        self.skipped = set()
+
+    def skip(self, section_, key):
+        self.skipped.add((section_.name, _sort_key(key)))
 
     def get(self, section_name, key):
         if key is None:
             return None
         cache_key = (section_name, _sort_key(key))
+        if cache_key in self.skipped:
+            raise _SkippedReference
         if cache_key in self.cache:
             return self.cache[cache_key]
         section_ = section(section_name)
@@ -330,21 +340,24 @@ def import_document(document, *, options=None):
                 if not isinstance(row, dict):
                     raise RestoreError(f"{section_.name}[{index}]: a row is an object.")
                 key = [row.get(name) for name in section_.identity]
-                lookup = resolver.lookup(section_, key)
-                obj = section_.model._default_manager.filter(**lookup).first()
-                created = obj is None
-                if created:
-                    obj = section_.model(**lookup)
                 try:
+                    lookup = resolver.lookup(section_, key)
+                    obj = section_.model._default_manager.filter(**lookup).first()
+                    created = obj is None
+                    if created:
+                        obj = section_.model(**lookup)
                     changed = _apply(section_, obj, row, resolver)
                     if section_.on_restore is not None and section_.on_restore(obj, row, options) is False:
-                        counts["skipped"] += 1
-                        continue
+                        raise _SkippedReference
                     if not changed:
                         counts["unchanged"] += 1
                         resolver.remember(section_, key, obj)
                         continue
                     obj.full_clean(validate_unique=False, validate_constraints=False)
+                except _SkippedReference:
+                    resolver.skip(section_, key)
+                    counts["skipped"] += 1
+                    continue
                 except ValidationError as exc:
                     raise RestoreError(f"{section_.name}[{index}] {key}: {'; '.join(exc.messages)}") from None
                 if section_.bulk:

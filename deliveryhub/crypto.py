@@ -152,9 +152,12 @@ def pseudonym_address(address: str) -> str:
 
 
 def personal_marker(value):
-    """How the audit log records a personal value: "pseudonym:<HMAC>" (lists element by element; empty stays)."""
+    """How the audit log records a personal value: "pseudonym:<HMAC>" (lists element by element, dicts value by
+    value under their keys; empty stays)."""
     if isinstance(value, list):
         return [personal_marker(item) for item in value]
+    if isinstance(value, dict):
+        return {key: personal_marker(item) for key, item in value.items()}
     if not isinstance(value, str) or not value:
         return value
     return f"pseudonym:{pseudonym(value)}"

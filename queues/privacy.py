@@ -25,6 +25,7 @@ from django.utils import timezone
 from deliveryhub import privacy
 from deliveryhub.privacy import normalise_address
 
+from .campaigns import privacy as campaign_privacy  # noqa: F401 (registers contacts and import files)
 from .choices import FINAL_STATUSES, EventKind, MessageStatus, SuppressionReason
 from .models import CapturedMessage, DeliveryAttempt, IdempotencyKey, Message, MessageContent, MessageEvent, Suppression
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from deliveryhub import audit
 from deliveryhub.api.exceptions import Conflict
+from deliveryhub.crypto import personal_marker
 from deliveryhub.jobs import get_queue
 
 from ..choices import CampaignState, EventKind, MessagePriority, MessageStatus, SubscriptionStatus, SuppressionReason
@@ -370,7 +371,7 @@ def test_send(campaign, addresses, *, contact=None, acting_user=None):
         audit.record(
             "campaign.test_send",
             obj=campaign,
-            postchange={"to": recipients, "contact": contact.pk if contact else None},
+            postchange={"to": personal_marker(recipients), "contact": contact.pk if contact else None},
         )
         return rows
 

@@ -59,6 +59,7 @@ class Contact(ChangeLoggedModel, TenantModel):
     lists = models.ManyToManyField(ContactList, through="Subscription", related_name="contacts")
 
     permission_area = Area.CAMPAIGNS
+    personal_fields = frozenset({"email", "name", "attributes"})  # the audit log records their pseudonyms
 
     class Meta:
         ordering = ["email"]

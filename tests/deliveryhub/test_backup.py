@@ -27,8 +27,10 @@ from domains.models import DkimKey, SendingDomain
 from ippools.choices import PoolPurpose
 from ippools.models import DeliveryNode, IPPoolGrant, TenantDefaultPool, ThrottleRule
 from ippools.testing import make_ip, make_node, make_plan, make_pool
+from queues.backup import RESTORED_DETAIL
+from queues.choices import CampaignState
 from queues.delivery.dkim import DkimSigner
-from queues.models import BounceRule, Message, Route, SmtpCredential, Suppression
+from queues.models import BounceRule, Campaign, ContactList, Message, Route, SmtpCredential, Suppression
 from queues.testing import make_sending_domain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +66,17 @@ def build_configuration():
     credential = SmtpCredential(tenant=tenant_a, username="app-a", description="app")
     credential.set_password("pw-app-a-12345")
     credential.save()
+    news = ContactList.objects.create(tenant=tenant_a, name="Newsletter", description="monthly", opt_in="double")
+    vip = ContactList.objects.create(tenant=tenant_a, name="VIP")
+    news.contacts.create(tenant=tenant_a, email="reader@example.com", domain="example.com")  # data, not configuration
+    draft = Campaign.objects.create(tenant=tenant_a, name="Spring", subject="Hi {{ contact.name }}",
+                                    sending_domain=domain, from_header="Shop <news@mail-a.test>", html="<p>Hi</p>",
+                                    rate_per_hour=500, ip_pool=dedicated, tag="spring")  # fmt: skip
+    draft.lists.set([news, vip])
+    paused = Campaign.objects.create(tenant=tenant_a, name="Autumn", subject="Autumn", sending_domain=domain,
+                                     from_header="Shop <news@mail-a.test>", text="Hello", state=CampaignState.PAUSED,
+                                     state_detail="Paused by Alice")  # fmt: skip
+    paused.lists.set([news])
 
 
 def wipe_configuration():
@@ -137,6 +150,25 @@ class RoundTripTest(TestCase):
         self.assertEqual(entry.postchange["scheduled"], "paused")
         self.assertTrue(AuditEntry.objects.filter(action="create", object_type="domains.sendingdomain",
                                                   seq__gt=entry.seq - 200).exists())  # fmt: skip
+
+    def test_campaigns_come_back_as_definitions_that_do_not_send(self):
+        Campaign.objects.filter(name="Autumn").update(state=CampaignState.SENDING, state_detail="")
+        backup.write_archive(self.path("one.zip"))
+        document = backup.read_archive(self.path("one.zip"))[0]
+        self.assertNotIn("reader@example.com", json.dumps(document))  # contacts are not configuration
+        wipe_configuration()
+        backup.import_document(document)
+        spring = Campaign.objects.get(name="Spring")
+        self.assertEqual((spring.state, spring.rate_per_hour, spring.ip_pool.name, spring.sending_domain.name),
+                         (CampaignState.DRAFT, 500, "a-dedicated", "mail-a.test"))  # fmt: skip
+        self.assertEqual(sorted(spring.lists.values_list("name", flat=True)), ["Newsletter", "VIP"])
+        self.assertEqual(ContactList.objects.get(name="Newsletter").opt_in, "double")
+        autumn = Campaign.objects.get(name="Autumn")
+        self.assertEqual((autumn.state, autumn.state_detail), (CampaignState.PAUSED, RESTORED_DETAIL))
+        self.assertFalse(Message.objects.exists())
+        wipe_configuration()
+        backup.import_document(document, options=backup.ImportOptions(scheduled="skip"))
+        self.assertEqual(list(Campaign.objects.values_list("name", flat=True)), ["Spring"])
 
     def test_import_into_the_same_install_changes_nothing(self):
         backup.write_archive(self.path("one.zip"))

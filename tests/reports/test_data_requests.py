@@ -6,10 +6,14 @@ import json
 import shutil
 import tempfile
 import zipfile
+from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
+from django.utils import timezone
 from pypdf import PdfReader
 from rq import SimpleWorker
 
@@ -23,9 +27,15 @@ from deliveryhub.signing import verify_bytes
 from deliveryhub.testing import traces
 from deliveryhub.testing.cases import TenantTestCase, make_user
 from queues import services as queue_services
-from queues.choices import AttemptStatus, EventKind, MessageStatus, SuppressionReason
+from queues.campaigns import contacts as contact_services
+from queues.campaigns import imports
+from queues.campaigns import services as campaign_services
+from queues.choices import AttemptStatus, EventKind, ImportState, MessageStatus, SuppressionReason
 from queues.models import (
     CapturedMessage,
+    Contact,
+    ContactImport,
+    ContactList,
     DeliveryAttempt,
     IdempotencyKey,
     Message,
@@ -35,8 +45,10 @@ from queues.models import (
 )
 from queues.services import Submission
 from queues.testing import make_sending_domain
+from reports import services as report_services
 from reports.choices import DataRequestStatus
 from reports.models import DataRequest
+from reports.services import ARCHIVE_JSON
 
 URL = "/api/v1/data-requests/"
 SUBJECT = "Jane.Subject@Example.com"  # stored as given; requests may use any case
@@ -251,3 +263,62 @@ class ErasureTest(DataRequestTestCase):
         self.assertEqual(self.request(self.mark_key, "erasure").status_code, 403)
         self.assertEqual(self.request(self.alice_key, "erasure").status_code, 403)  # admins neither
         self.assertTrue(Message.objects.filter(rcpt_to__iexact=SUBJECT, tenant=self.tenant_a).exists())
+
+
+class ContactDataTest(DataRequestTestCase):
+    """Campaign data: the subject as a contact on lists (created through the audited service), in an uploaded CSV
+    and in its validation report (a duplicate row), and in a test send's audit entry."""
+
+    with_b = False
+
+    def setUp(self):
+        super().setUp()
+        news = ContactList.objects.create(tenant=self.tenant_a, name="News")
+        offers = ContactList.objects.create(tenant=self.tenant_a, name="Offers")
+        contact_services.create_contact(self.tenant_a, email=SUBJECT, name="Jane Subject",
+                                        attributes={"city": "Leeds"}, lists=[news, offers])  # fmt: skip
+        contact_services.create_contact(self.tenant_a, email=OTHER, lists=[news])
+        csv_text = f"email,name\n{SUBJECT},Jane Subject\n{OTHER},Other\n{SUBJECT.upper()},Jane again\n"
+        with self.captureOnCommitCallbacks(execute=True):
+            self.imp = imports.start_import(self.tenant_a, SimpleUploadedFile("c.csv", csv_text.encode()),
+                                            contact_list=offers, mapping={"name": "name"})  # fmt: skip
+        with self.captureOnCommitCallbacks(execute=True):
+            run_worker()
+        self.imp.refresh_from_db()
+        self.assertEqual((self.imp.state, self.imp.invalid), (ImportState.COMPLETED, 1))
+        campaign = campaign_services.create_campaign(self.tenant_a, name="Spring", subject="Hi",
+                                                     from_header="Shop <news@mail-a.test>", html="<p>Hi</p>",
+                                                     lists=[news])  # fmt: skip
+        campaign_services.test_send(campaign, [SUBJECT])  # its audit entry names the recipients
+
+    def test_access_lists_the_contact_and_its_lists_only(self):
+        answer = self.run_request(self.cora_key, "access")
+        data = b"".join(self.api(self.cora_key).get(answer["download_url"]).streaming_content)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            document = json.loads(archive.read(ARCHIVE_JSON))
+        contacts = document["sections"]["contacts"]["records"]
+        self.assertEqual([(c["email"], c["name"], c["attributes"]) for c in contacts],
+                         [(SUBJECT.lower(), "Jane Subject", {"city": "Leeds"})])  # fmt: skip
+        self.assertEqual(sorted((s["list"], s["status"]) for s in contacts[0]["subscriptions"]),
+                         [("News", "subscribed"), ("Offers", "subscribed")])  # fmt: skip
+
+    def test_erasure_deletes_the_contact_and_scrubs_import_files(self):
+        self.assertTrue(traces.in_files(self.media, SUBJECT))
+        self.run_request(self.cora_key, "erasure")
+        self.assertFalse(Contact.objects.filter(tenant=self.tenant_a, email=SUBJECT.lower()).exists())
+        self.assertTrue(Contact.objects.filter(tenant=self.tenant_a, email=OTHER).exists())
+        self.assertEqual(traces.in_database(SUBJECT), [])
+        self.assertEqual(traces.in_files(settings.VAR_DIR, SUBJECT), [])
+        report = imports.report_text(ContactImport.objects.get(pk=self.imp.pk))
+        self.assertIn(pseudonym_address(SUBJECT).upper(), report.upper())  # the report still reads, pseudonymised
+        self.assertTrue(audit.verify_chain().ok)
+
+    def test_retention_deletes_import_files_of_finished_imports(self):
+        ContactImport.objects.filter(pk=self.imp.pk).update(finished=timezone.now() - timedelta(days=8))
+        paths = [Path(self.media) / self.imp.path, Path(self.media) / self.imp.report_path]
+        self.assertTrue(all(path.is_file() for path in paths))
+        with self.captureOnCommitCallbacks(execute=True):
+            report_services.purge(tenant=self.tenant_a)
+        self.assertFalse(any(path.exists() for path in paths))
+        self.imp.refresh_from_db()
+        self.assertEqual((self.imp.path, self.imp.report_path, self.imp.rows_read), ("", "", 3))
