@@ -87,6 +87,25 @@ class _Lost(Exception):
     """The connection closed or answered garbage."""
 
 
+class _OutOfStep(Exception):
+    """A reply that does not answer the command it should (a code that command never gets, or bytes nobody asked
+    for): the session is out of step, and nothing it says afterwards can be trusted. `unknown`: the data had been
+    sent, so whether the server took the message cannot be told."""
+
+    def __init__(self, stage: str, what: str, *, unknown: bool = False):
+        super().__init__(f"{what} at {stage}")
+        self.stage = stage
+        self.what = what
+        self.unknown = unknown
+
+
+# The replies that answer each command when it succeeds (RFC 5321 4.3.2); 4xx/5xx are refusals, anything else is
+# out of step.
+MAIL_OK = (250,)
+RCPT_OK = (250, 251)
+DATA_OK = (354,)
+
+
 _ENHANCED = re.compile(rb"^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)")
 
 
@@ -224,6 +243,10 @@ class Endpoint:
                 self._failure(f"{where} timed out during the SMTP greeting or handshake", started, connect_error=True),
                 host_down=True,
             ) from None
+        except _OutOfStep as error:
+            self.abort()
+            text = f"{error} from {where} during the handshake: session out of step, connection dropped"
+            raise ConnectFailed(self._failure(text, started, connect_error=True)) from None
         except (_Lost, OSError, ssl.SSLError) as error:
             self.abort()
             text = f"{where} dropped the connection during the handshake: {error}"
@@ -269,6 +292,14 @@ class Endpoint:
                 text = f"TLS is required but {where} refused STARTTLS: {reply}"
                 raise ConnectFailed(make_result(None, "4.7.10", text, **self._fields(started)))
             return  # opportunistic: carry on in plain text
+        if self._buffered():
+            # RFC 3207: nothing sent before the handshake may be used after it. A server that pipelines past its 220
+            # is misbehaving (or someone is injecting): drop it rather than read its plaintext as TLS replies.
+            text = (
+                f"{where} sent more after its 220 to STARTTLS, before the TLS handshake: session out of step, "
+                "connection dropped (RFC 3207)"
+            )
+            raise ConnectFailed(self._failure(text, started, connect_error=True))
         context = tls_context(self.tls_policy, self.tls_cafile, self.tls_verify)
         try:
             await self._writer.start_tls(context, server_hostname=self.host)
@@ -343,6 +374,11 @@ class Endpoint:
             text = f"{self.host} does not offer SMTPUTF8, needed for {rcpt_to!r} / {mail_from!r}"
             return make_result(None, "5.6.7", text, **self._fields(started))
         reused, self.reused = self.reused, False
+        if self._buffered():  # bytes nobody asked for: a reused connection the server gave up on, or out of step
+            self.abort()
+            if reused:
+                raise NotSent("unsolicited data on an idle connection")
+            return self._out_of_step(_OutOfStep("MAIL FROM", "data nobody asked for"), started)
         self.messages_sent += 1
         stage = "MAIL FROM"
         try:
@@ -360,11 +396,33 @@ class Endpoint:
             if stage == "end of data":
                 text += " (the message may have been delivered)"
             return self._failure(text, started, connect_error=True)
+        except _OutOfStep as error:
+            self.abort()
+            return self._out_of_step(error, started)
         except BaseException:  # cancelled (the job timed out) or a bug, mid-transaction: the session is out of step
             self.abort()
             raise
         self.last_used = time.monotonic()
         return result
+
+    def _out_of_step(self, error: _OutOfStep, started: float) -> SendResult:
+        """A protocol error: the message defers (never delivered, never bounced on a reply that is not its own) and
+        the connection is gone (never back to the pool)."""
+        where = f"{self.host}[{self.address}]"
+        text = f"{error.what} at {error.stage} from {where}: session out of step, connection dropped"
+        if error.unknown:
+            text += " (the message may have been delivered)"
+        return self._failure(text, started, connect_error=True)
+
+    @staticmethod
+    def _answers(stage: str, reply: Reply, accepted: tuple[int, ...]) -> bool:
+        """True when `reply` is the success `accepted` for this command, False for a refusal (4xx/5xx); anything else
+        is out of step (raises)."""
+        if reply.code in accepted:
+            return True
+        if 400 <= reply.code < 600:
+            return False
+        raise _OutOfStep(stage, f"an unexpected {reply.code} reply")
 
     async def _send_pipelined(self, mail, rcpt, payload, started, reused) -> SendResult:
         rset = self._needs_rset
@@ -373,58 +431,65 @@ class Endpoint:
         async with _stage("MAIL FROM", self.timeouts.command, nothing_sent=True):
             self._writer.write(commands)
             if rset:
-                await self._read_reply()
+                rset_reply = await self._read_reply()
+                if not rset_reply.ok:
+                    raise _OutOfStep("RSET", f"an unexpected {rset_reply.code} reply")
             mail_reply = await self._read_reply()
             if reused and mail_reply.code == 421:
                 raise _StageError("MAIL FROM", "421 on a reused connection", nothing_sent=True)
         if mail_reply.code == 421:  # the server hangs up: no more replies will come
             return await self._refused(mail_reply, started)
+        mail_ok = self._answers("MAIL FROM", mail_reply, MAIL_OK)
         async with _stage("RCPT TO", self.timeouts.command):
             rcpt_reply = await self._read_reply()
         if rcpt_reply.code == 421:
             return await self._refused(rcpt_reply, started)
+        rcpt_ok = self._answers("RCPT TO", rcpt_reply, RCPT_OK)
         async with _stage("DATA", self.timeouts.command):
             data_reply = await self._read_reply()
-        failed = next((reply for reply in (mail_reply, rcpt_reply) if not reply.ok), None)
-        if failed is None and data_reply.code != 354:
-            failed = data_reply
-        if failed is not None:
-            if data_reply.code == 354:  # the server accepted DATA anyway: send an empty message, expect a refusal
-                async with _stage("DATA", self.timeouts.data):
-                    self._writer.write(b".\r\n")
-                    await self._read_reply()
-            return await self._refused(failed, started)
-        return await self._finish_data(payload, started)
+        data_ok = self._answers("DATA", data_reply, DATA_OK)
+        if mail_ok and rcpt_ok and data_ok:
+            return await self._finish_data(payload, started)
+        if data_ok:  # the server accepted DATA anyway: send an empty message, expect a refusal
+            async with _stage("DATA", self.timeouts.data):
+                self._writer.write(b".\r\n")
+                await self._read_reply()
+        failed = mail_reply if not mail_ok else rcpt_reply if not rcpt_ok else data_reply
+        return await self._refused(failed, started)
 
     async def _send_stepwise(self, mail, rcpt, payload, started, reused) -> SendResult:
-        if self._needs_rset:
-            self._needs_rset = False
-            async with _stage("RSET", self.timeouts.command, nothing_sent=True):
-                await self._command(b"RSET")
         async with _stage("MAIL FROM", self.timeouts.command, nothing_sent=True):
             reply = await self._command(mail)
             if reused and reply.code == 421:
                 raise _StageError("MAIL FROM", "421 on a reused connection", nothing_sent=True)
-        if not reply.ok:
+        if not self._answers("MAIL FROM", reply, MAIL_OK):
             return await self._refused(reply, started)
         async with _stage("RCPT TO", self.timeouts.command):
             reply = await self._command(rcpt)
-        if not reply.ok:
+        if not self._answers("RCPT TO", reply, RCPT_OK):
             return await self._refused(reply, started)
         async with _stage("DATA", self.timeouts.command):
             reply = await self._command(b"DATA")
-        if reply.code != 354:
+        if not self._answers("DATA", reply, DATA_OK):
             return await self._refused(reply, started)
         return await self._finish_data(payload, started)
 
     async def _finish_data(self, payload: bytes, started: float) -> SendResult:
+        """Send the message and read the one reply that decides it: delivered only on a 2xx to the end of its own
+        data, with nothing else pending (a reply that came before the data was sent cannot be its answer)."""
         async with _stage("end of data", self.timeouts.data):
+            if self._buffered():
+                raise _OutOfStep("DATA", "a reply before the message was sent")
             self._writer.write(payload)
             await self._writer.drain()
             reply = await self._read_reply()
-        if not reply.ok:
+        if self._buffered():
+            raise _OutOfStep("end of data", f"more than one reply ({reply.code} and more)", unknown=True)
+        if reply.ok:
+            return make_result(reply.code, reply.enhanced, reply.text, **self._fields(started))
+        if 400 <= reply.code < 600:
             return await self._refused(reply, started)
-        return make_result(reply.code, reply.enhanced, reply.text, **self._fields(started))
+        raise _OutOfStep("end of data", f"an unexpected {reply.code} reply", unknown=True)
 
     async def _refused(self, reply: Reply, started: float) -> SendResult:
         """A refused transaction: classify; reset the session (pipelined with the next MAIL when possible)."""
@@ -439,7 +504,7 @@ class Endpoint:
                     rset = await self._command(b"RSET")
                 if not rset.ok:
                     self._broken = True
-            except _StageError:
+            except (_StageError, _OutOfStep):
                 self._broken = True
                 self.abort()
         return self._failure("", started, reply=reply)
@@ -485,9 +550,16 @@ class Endpoint:
 
     # -- wire -------------------------------------------------------------------------------------------------------
 
+    def _buffered(self) -> int:
+        """Bytes received and not read yet. Between a reply and the next command there must be none: anything there
+        answers nothing we sent. (StreamReader has no public accessor for its buffer.)"""
+        return len(self._reader._buffer) if self._reader is not None else 0
+
     async def _command(self, line: bytes) -> Reply:
         if self._writer is None:
             raise _Lost("not connected")
+        if self._buffered():
+            raise _OutOfStep(line.split(b" ", 1)[0].decode("ascii", "replace"), "data nobody asked for")
         self._writer.write(line + CRLF)
         return await self._read_reply()
 
@@ -503,11 +575,13 @@ class Endpoint:
                 raise _Lost(f"reply line too long: {error}") from None
             if not line.endswith(b"\n"):
                 raise _Lost("connection closed by the server")
+            # A peer that is not an SMTP server (an HTTP or database port) is named as such; what it said is never
+            # echoed into attempt logs (issue 19: no port-scanning through routes).
             if len(line) < 4 and len(line.rstrip()) != 3:
-                raise _Lost(f"malformed reply {line[:100]!r}")
+                raise _Lost("a reply that is not SMTP")
             this_code, separator = line[:3], line[3:4]
             if not this_code.isdigit() or (code and this_code != code) or separator not in (b" ", b"-", b"\r", b"\n"):
-                raise _Lost(f"malformed reply {line[:100]!r}")
+                raise _Lost("a reply that is not SMTP")
             code = this_code
             lines.append(line[4:].rstrip(b"\r\n"))
             if separator != b"-":
