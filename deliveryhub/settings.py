@@ -487,6 +487,27 @@ BOUNCE_MX_HOST = env_str("DELIVERYHUB_BOUNCE_MX_HOST", SMTPD_HOSTNAME)  # MX of 
 SPF_INCLUDE = env_str("DELIVERYHUB_SPF_INCLUDE", "")  # a domain whose SPF lists all our IPs; empty: ip4:/ip6: terms
 MTA_STS_POLICY_HOST = env_str("DELIVERYHUB_MTA_STS_POLICY_HOST", "")  # host serving MTA-STS policies (CNAME target)
 
+# Monitoring (reports app): roll-ups, /metrics, health checks, alerts. docs/monitoring.md.
+ROLLUPS_ENABLED = env_bool("DELIVERYHUB_ROLLUPS_ENABLED", True)  # the roll-up job counts attempts/events (off: nothing)
+ROLLUP_INTERVAL_SECONDS = env_int("DELIVERYHUB_ROLLUP_INTERVAL_SECONDS", 15)  # how often the roll-up job runs
+ROLLUP_SETTLE_SECONDS = env_int("DELIVERYHUB_ROLLUP_SETTLE_SECONDS", 5)  # rows younger than this wait for the next run
+ROLLUP_CHUNK = env_int("DELIVERYHUB_ROLLUP_CHUNK", 5000)  # rows of each source counted per transaction
+ROLLUP_MAX_ROWS_PER_RUN = env_int("DELIVERYHUB_ROLLUP_MAX_ROWS_PER_RUN", 200000)  # then the next run goes on
+ROLLUP_MINUTE_RETENTION_HOURS = env_int("DELIVERYHUB_ROLLUP_MINUTE_RETENTION_HOURS", 48)  # per-minute counters kept
+ROLLUP_HOUR_RETENTION_DAYS = env_int("DELIVERYHUB_ROLLUP_HOUR_RETENTION_DAYS", 400)  # per-hour counters kept
+# /metrics: platform API keys (dh_op_…, Bearer) always; without a key, only clients in these networks (CIDR list).
+METRICS_ALLOWED_NETWORKS = env_list("DELIVERYHUB_METRICS_ALLOWED_NETWORKS", [])
+READYZ_SCHEDULER_MAX_AGE = env_int("DELIVERYHUB_READYZ_SCHEDULER_MAX_AGE", 60)  # /readyz: scheduler ticked within
+ALERTS_ENABLED = env_bool("DELIVERYHUB_ALERTS_ENABLED", True)  # the alert evaluation job runs every minute
+ALERT_EMAIL_FROM = env_str("DELIVERYHUB_ALERT_EMAIL_FROM", "alerts@localhost")  # From of alert emails
+# Alert email through a relay (smtp://[user:pass@]host:port, smtps://… or ?starttls=1), independent of DeliveryHub's
+# own delivery; else, when ALERT_EMAIL_TENANT names a tenant, through DeliveryHub itself (that tenant's domain of
+# ALERT_EMAIL_FROM, its transactional pool).
+ALERT_SMTP_URL = env_str("DELIVERYHUB_ALERT_SMTP_URL", "")
+ALERT_EMAIL_TENANT = env_str("DELIVERYHUB_ALERT_EMAIL_TENANT", "")
+ALERT_WEBHOOK_TIMEOUT = env_float("DELIVERYHUB_ALERT_WEBHOOK_TIMEOUT", 10)  # seconds per alert webhook request
+ALERT_PREVIEW_DAYS = 7  # a rule's preview: how often it would have fired over this many days (hourly roll-ups)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,5 +1,5 @@
 """
-Reports app: data-subject requests, retention policies and purge runs.
+Compliance models of the reports app: data-subject requests, retention policies and purge runs.
 
 Compliance reports and their files are `Job`s (deliveryhub/jobs.py) with a signed PDF or a CSV as the result;
 the audit log exports live in the core (deliveryhub/exports.py).
@@ -17,14 +17,14 @@ from deliveryhub.models import ChangeLoggedModel, PersonalDataMixin, TenantModel
 from deliveryhub.privacy import retention_kinds
 from deliveryhub.querysets import TenantQuerySet
 
-from .choices import (
+from ..choices import (
     DATA_REQUEST_STATUS_BADGES,
     PURGE_RUN_STATUS_BADGES,
     DataRequestKind,
     DataRequestStatus,
     PurgeRunStatus,
 )
-from .querysets import PurgeRunQuerySet
+from ..querysets import PurgeRunQuerySet
 
 
 class DataRequest(PersonalDataMixin, TenantModel):
