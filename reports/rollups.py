@@ -19,6 +19,7 @@ the attempt went to). Events take the source IP, node and MX host of the message
 """
 
 import logging
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -77,6 +78,14 @@ def latency_field(seconds):
     return LATENCY_FIELDS[-1]
 
 
+ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
+
+
+def reply_sample(text):
+    """A reply text fit to keep in a roll-up: addresses (recipients' are personal data) replaced, shortened."""
+    return ADDRESS.sub("<address>", text or "")[:REPLY_TEXT_MAX]
+
+
 def minute_of(time):
     return time.replace(second=0, microsecond=0)
 
@@ -127,11 +136,11 @@ class Tally:
         reply = (tenant_id, provider, status, code or 0, enhanced or "", category or "")
         hour_key = (hour_of(time), *reply)
         self.reply_hours[hour_key] += 1
-        self.reply_texts.setdefault(hour_key, (text or "")[:REPLY_TEXT_MAX])
+        self.reply_texts.setdefault(hour_key, reply_sample(text))
         if self.minute_since is None or time >= self.minute_since:
             minute_key = (minute_of(time), *reply)
             self.reply_minutes[minute_key] += 1
-            self.reply_texts.setdefault(minute_key, (text or "")[:REPLY_TEXT_MAX])
+            self.reply_texts.setdefault(minute_key, reply_sample(text))
         self.reply_totals[(tenant_id, provider, status, code or 0, category or "")] += 1
 
     def __bool__(self):

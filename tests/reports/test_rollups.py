@@ -168,3 +168,10 @@ class RollupTest(TenantTestCase):
         row = HourRollup.objects.get(tenant_id=self.tenant_a.pk)
         size = Message.objects.filter(tenant=self.tenant_a).first().content.size
         self.assertEqual((row.accepted, row.accepted_bytes, row.provider), (2, 2 * size, "google"))
+
+
+def test_reply_samples_keep_no_addresses():
+    assert rollups.reply_sample("550 5.1.1 <bob@example.com>: Recipient address rejected") == (
+        "550 5.1.1 <address>: Recipient address rejected"
+    )
+    assert rollups.reply_sample("User unknown: alice@b.test") == "User unknown: <address>"
