@@ -209,13 +209,14 @@ class SecondFactorMiddleware:
     """
 
     pending_names = ("otp-verify", "logout", "login")
+    sessionless_names = ("healthz", "readyz", "metrics")  # never use the session: load balancers, Prometheus
     enrol_names = ("otp-enrol", "otp-verify", "logout", "login")
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if not request.user.is_authenticated:
+        if not request.user.is_authenticated or self.allowed(request.path, self.sessionless_names):
             return self.get_response(request)
         session = request.session
         if is_verified(request):

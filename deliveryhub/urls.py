@@ -10,6 +10,7 @@ from ippools.api.urls import router as ippools_router
 from queues.api.urls import router as queues_router
 from queues.campaigns.api.urls import router as campaigns_router
 from reports.api.urls import router as reports_router
+from reports.health_views import healthz, metrics_view, readyz
 
 from .admin import admin_site
 from .api.urls import router as core_router
@@ -37,6 +38,9 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("", include("deliveryhub.ui_urls")),
 ]
