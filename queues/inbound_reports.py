@@ -16,7 +16,7 @@ import re
 from django.db import transaction
 from django.utils import timezone
 
-from .choices import EventKind, MessageStatus, SuppressionReason
+from .choices import EventKind, MessageStatus, RuleAction, SuppressionReason
 from .constants import STATUS_DETAIL_MAX
 from .models import Message, MessageEvent
 
@@ -95,7 +95,7 @@ def process_report(rcpt_tos, content):
             )
             data = {"code": code, "enhanced": enhanced, "category": verdict.category}
             MessageEvent.objects.create(message=message, time=now, kind=EventKind.DSN, detail=detail, data=data)
-            if verdict.action in ("bounce+suppress", "bounce_suppress"):
+            if verdict.action == RuleAction.BOUNCE_SUPPRESS:
                 suppress_addresses(message.tenant_id, [(message.rcpt_to, SuppressionReason.HARD_BOUNCE, detail)])
             _record_ip(message, bounced=1)
             changed += 1

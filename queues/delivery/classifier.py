@@ -3,7 +3,9 @@
 The rules are data: `queues/data/bounce_rules.tsv` holds the defaults (loaded once, cached); admins' `BounceRule`
 rows are passed in as `extra_rules` and tried first, in the order given. A rule may be limited to one mailbox provider
 (google, microsoft, yahoo, other: `ippools.providers.provider_for`); `classify(..., provider=...)` says whose reply it
-is. The vocabulary of categories (grouped by RFC 3463 subject) and actions (`queues.choices.RuleAction`):
+is. `classify_result()` is the engine's one call per attempt: the sender hands back the raw reply, the processor
+decides with the defaults and the admins' rules together. The vocabulary of categories (grouped by RFC 3463 subject)
+and actions (`queues.choices.RuleAction`, the one spelling the classifier, the processor and `BounceRule` share):
 
     X.1 addressing: invalid_recipient, bad_domain, sender_config      X.2 mailbox: inactive_mailbox, mailbox_full,
     message_too_large      X.3 mail system: system_error      X.4 network/routing: routing, expired, transient
@@ -25,35 +27,30 @@ from __future__ import annotations
 import csv
 import functools
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from ippools.choices import Provider
+
+from ..choices import AttemptStatus, RuleAction
 from .backoff import parse_retry_hint
-from .result import BOUNCED, DEFERRED, DELIVERED, SendResult
+from .result import SendResult
 
 RULES_PATH = Path(__file__).resolve().parent.parent / "data" / "bounce_rules.tsv"
 
-# Actions (the strings of queues.choices.RuleAction, repeated here so the engine does not import Django models).
-DELIVER = "deliver"
-DEFER = "defer"
-DEFER_SLOW = "defer+slow"
-BOUNCE = "bounce"
-BOUNCE_SUPPRESS = "bounce+suppress"
-ACTIONS = (DELIVER, DEFER, DEFER_SLOW, BOUNCE, BOUNCE_SUPPRESS)
 STATUS_FOR_ACTION = {
-    DELIVER: DELIVERED,
-    DEFER: DEFERRED,
-    DEFER_SLOW: DEFERRED,
-    BOUNCE: BOUNCED,
-    BOUNCE_SUPPRESS: BOUNCED,
+    RuleAction.DELIVER: AttemptStatus.DELIVERED,
+    RuleAction.DEFER: AttemptStatus.DEFERRED,
+    RuleAction.DEFER_SLOW: AttemptStatus.DEFERRED,
+    RuleAction.BOUNCE: AttemptStatus.BOUNCED,
+    RuleAction.BOUNCE_SUPPRESS: AttemptStatus.BOUNCED,
 }
 
-# Mailbox providers a rule may be limited to (the values of ippools.choices.Provider, repeated for the same reason).
-PROVIDERS = ("google", "microsoft", "yahoo", "other")
-
 # Categories the engine itself produces (the rest come from the rules file).
+DELIVERED = "delivered"
 CONNECTION_ERROR = "connection_error"
+PROTOCOL_ERROR = "protocol_error"
 UNKNOWN = "unknown"
 
 ENHANCED_RE = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})(?=\s|$)")
@@ -71,11 +68,11 @@ class Classification(NamedTuple):
     asked for in the reply text, or None)."""
 
     category: str
-    action: str
+    action: RuleAction
     retry_after: int | None
 
     @property
-    def status(self) -> str:
+    def status(self) -> AttemptStatus:
         """delivered, deferred or bounced."""
         return STATUS_FOR_ACTION[self.action]
 
@@ -97,9 +94,9 @@ class Rule:
             raise ValueError(f"bad code pattern {self.code!r}")
         if self.enhanced and not _ENHANCED_PATTERN_RE.match(self.enhanced):
             raise ValueError(f"bad enhanced status pattern {self.enhanced!r}")
-        if self.action not in ACTIONS:
+        if self.action not in RuleAction.values:
             raise ValueError(f"unknown action {self.action!r}")
-        if self.provider and self.provider not in PROVIDERS:
+        if self.provider and self.provider not in Provider.values:
             raise ValueError(f"unknown provider {self.provider!r}")
         _compiled(self.text)  # fail early on a bad regular expression
 
@@ -125,8 +122,9 @@ class Rule:
 @functools.lru_cache(maxsize=1024)
 def _rule_from_fields(priority, code, enhanced, text, category, action, provider="") -> Rule:
     return Rule(
-        priority, code.strip().lower(), enhanced.strip(), text, category.strip(), action.strip(), provider.strip()
-    )
+        priority, code.strip().lower(), enhanced.strip(), text, category.strip(), RuleAction(action.strip()),
+        provider.strip(),
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1024)
@@ -205,7 +203,7 @@ def classify(
         trailing = _TRAILING_ENHANCED_RE.search(text)
         enhanced = trailing.group(1) if trailing else ""
     if connect_error and code is None:
-        return Classification(CONNECTION_ERROR, DEFER, retry_after)
+        return Classification(CONNECTION_ERROR, RuleAction.DEFER, retry_after)
     if code is not None:
         code_text = str(code)
     elif enhanced:
@@ -213,11 +211,11 @@ def classify(
     else:
         code_text = ""
     if code_text.startswith("2"):  # the receiver took it: no rule (text alone may match) makes that a failure
-        return Classification("delivered", DELIVER, None)
+        return Classification(DELIVERED, RuleAction.DELIVER, None)
     for rule in _iter_rules(extra_rules):
         if rule.matches(code_text, enhanced, text, provider):
             return Classification(rule.category, rule.action, retry_after)
-    return Classification(UNKNOWN, BOUNCE if code_text.startswith("5") else DEFER, retry_after)
+    return Classification(UNKNOWN, RuleAction.BOUNCE if code_text.startswith("5") else RuleAction.DEFER, retry_after)
 
 
 def _iter_rules(extra_rules):
@@ -227,45 +225,17 @@ def _iter_rules(extra_rules):
     yield from default_rules()
 
 
-def make_result(
-    code: int | None,
-    enhanced: str | None,
-    text: str,
-    *,
-    connect_error: bool = False,
-    extra_rules=None,
-    provider: str | None = None,
-    **fields,
-) -> SendResult:
-    """A SendResult for a reply (or an error text), classified; `fields` fill the rest (mx_host, tls_version, ...)."""
-    if enhanced is None:
-        enhanced, text = split_enhanced(text)
-    outcome = classify(code, enhanced, text, connect_error=connect_error, extra_rules=extra_rules, provider=provider)
-    return SendResult(
-        status=outcome.status,
-        code=code,
-        enhanced=enhanced,
-        text=text,
-        category=outcome.category,
-        action=outcome.action,
-        retry_after=outcome.retry_after,
-        connect_error=connect_error,
-        **fields,
-    )
+def classify_result(result: SendResult, *, rules=None, provider: str | None = None) -> Classification:
+    """The one decision on an attempt: what the sender handed back (`SendResult`, unclassified) means.
 
-
-def reclassify(result: SendResult, extra_rules, *, provider: str | None = None) -> SendResult:
-    """Apply admins' rules to a result the engine classified with the defaults only (returns a new SendResult)."""
-    if not extra_rules:
-        return result
-    outcome = classify(
-        result.code,
-        result.enhanced or "",
-        result.text,
-        connect_error=result.connect_error,
-        extra_rules=extra_rules,
-        provider=provider,
-    )
-    if (outcome.category, outcome.action) == (result.category, result.action):
-        return result
-    return replace(result, status=outcome.status, category=outcome.category, action=outcome.action)
+    `rules`: the admins' `BounceRule`s, tenant rules first, then platform rules (tried before the defaults);
+    `provider`: the destination's mailbox provider, for provider-specific rules. Delivered only when the receiver
+    answered the end of the message's own DATA with a 2xx; a 2xx to anything else is a reply out of step (a
+    protocol error: defer, never a delivery).
+    """
+    if result.accepted:
+        return Classification(DELIVERED, RuleAction.DELIVER, None)
+    if result.code is not None and 200 <= result.code < 300:
+        return Classification(PROTOCOL_ERROR, RuleAction.DEFER, None)
+    return classify(result.code, result.enhanced, result.text, connect_error=result.connect_error,
+                    extra_rules=rules, provider=provider)  # fmt: skip

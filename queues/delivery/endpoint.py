@@ -19,9 +19,8 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from .classifier import make_result
 from .dkim import to_crlf
-from .result import SendResult
+from .result import CONNECT, DATA, END_OF_DATA, ENVELOPE, GREETING, HANDSHAKE, MAIL_FROM, RCPT_TO, SendResult
 
 REQUIRED = "required"
 OPPORTUNISTIC = "opportunistic"
@@ -177,6 +176,7 @@ class Endpoint:
         self._writer: asyncio.StreamWriter | None = None
         self._needs_rset = False
         self._broken = False
+        self._stage = CONNECT  # where connect() is (for its failures)
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.source_ip or '*'} → {self.host}[{self.address}]:{self.port} sent={self.messages_sent}>"
@@ -197,19 +197,18 @@ class Endpoint:
     def pipelining(self) -> bool:
         return "PIPELINING" in self.extensions
 
-    def _fields(self, started: float) -> dict:
-        return {
-            "mx_host": self.host,
-            "source_ip": self.source_ip,
-            "tls_version": self.tls_version,
-            "tls_verified": self.tls_verified,
-            "duration": round(time.monotonic() - started, 4),
-        }
-
-    def _failure(self, text: str, started: float, *, reply: Reply | None = None, connect_error: bool = False):
+    def _result(self, started: float, stage: str, *, reply: Reply | None = None, enhanced: str | None = None,
+                text: str = "", connect_error: bool = False, unknown: bool = False) -> SendResult:  # fmt: skip
+        """What happened, as it happened (the classifier decides what it means): a reply, or an error text."""
         if reply is not None:
-            return make_result(reply.code, reply.enhanced, reply.text, **self._fields(started))
-        return make_result(None, None, text, connect_error=connect_error, **self._fields(started))
+            code, enhanced, text = reply.code, reply.enhanced, reply.text
+        else:
+            code = None
+        return SendResult(
+            code, enhanced, text, stage=stage, connect_error=connect_error, outcome_unknown=unknown,
+            mx_host=self.host, source_ip=self.source_ip, tls_version=self.tls_version, tls_verified=self.tls_verified,
+            duration=round(time.monotonic() - started, 4),
+        )  # fmt: skip
 
     # -- connection set-up ------------------------------------------------------------------------------------------
 
@@ -224,13 +223,12 @@ class Endpoint:
                     self.address, self.port, local_addr=local_addr, limit=READ_LIMIT
                 )
         except TimeoutError:
-            raise ConnectFailed(
-                self._failure(f"connect to {where} timed out", started, connect_error=True), host_down=True
-            ) from None
+            text = f"connect to {where} timed out"
+            raise ConnectFailed(self._result(started, CONNECT, text=text, connect_error=True), host_down=True) from None
         except OSError as error:
             reason = os.strerror(error.errno) if error.errno else str(error)
             text = f"connect to {where} from {self.source_ip or 'any address'} failed: {reason}"
-            raise ConnectFailed(self._failure(text, started, connect_error=True), host_down=True) from None
+            raise ConnectFailed(self._result(started, CONNECT, text=text, connect_error=True), host_down=True) from None
         try:
             async with asyncio.timeout(self.timeouts.connect):
                 await self._handshake(started, where)
@@ -239,33 +237,35 @@ class Endpoint:
             raise
         except TimeoutError:
             self.abort()
+            text = f"{where} timed out during the SMTP {self._stage}"
             raise ConnectFailed(
-                self._failure(f"{where} timed out during the SMTP greeting or handshake", started, connect_error=True),
-                host_down=True,
+                self._result(started, self._stage, text=text, connect_error=True), host_down=True
             ) from None
         except _OutOfStep as error:
             self.abort()
-            text = f"{error} from {where} during the handshake: session out of step, connection dropped"
-            raise ConnectFailed(self._failure(text, started, connect_error=True)) from None
+            text = f"{error} from {where} during the {self._stage}: session out of step, connection dropped"
+            raise ConnectFailed(self._result(started, self._stage, text=text, connect_error=True)) from None
         except (_Lost, OSError, ssl.SSLError) as error:
             self.abort()
-            text = f"{where} dropped the connection during the handshake: {error}"
-            raise ConnectFailed(self._failure(text, started, connect_error=True)) from None
+            text = f"{where} dropped the connection during the {self._stage}: {error}"
+            raise ConnectFailed(self._result(started, self._stage, text=text, connect_error=True)) from None
         except BaseException:  # cancelled mid-handshake: do not leave the socket open
             self.abort()
             raise
         self.last_used = time.monotonic()
 
     async def _handshake(self, started: float, where: str) -> None:
+        self._stage = GREETING
         greeting = await self._read_reply()
         if greeting.code != 220:
-            raise ConnectFailed(self._failure("", started, reply=greeting), next_host=True)
+            raise ConnectFailed(self._result(started, GREETING, reply=greeting), next_host=True)
+        self._stage = HANDSHAKE
         await self._ehlo(started)
         if self.use_tls and "STARTTLS" in self.extensions:
             await self._starttls(started, where)
         elif self.tls_policy == REQUIRED:
             text = f"TLS is required but {where} does not offer STARTTLS"
-            raise ConnectFailed(make_result(None, "4.7.10", text, **self._fields(started)))
+            raise ConnectFailed(self._result(started, HANDSHAKE, enhanced="4.7.10", text=text))
         if self.username:
             await self._auth(started, where)
 
@@ -279,10 +279,10 @@ class Endpoint:
                     self.extensions[keyword.upper()] = params
             return
         if reply.code == 421:
-            raise ConnectFailed(self._failure("", started, reply=reply))
+            raise ConnectFailed(self._result(started, HANDSHAKE, reply=reply))
         reply = await self._command(f"HELO {self.ehlo_hostname}".encode())
         if not reply.ok:
-            raise ConnectFailed(self._failure("", started, reply=reply))
+            raise ConnectFailed(self._result(started, HANDSHAKE, reply=reply))
         self.extensions = {}
 
     async def _starttls(self, started: float, where: str) -> None:
@@ -290,7 +290,7 @@ class Endpoint:
         if not reply.ok:
             if self.tls_policy == REQUIRED:
                 text = f"TLS is required but {where} refused STARTTLS: {reply}"
-                raise ConnectFailed(make_result(None, "4.7.10", text, **self._fields(started)))
+                raise ConnectFailed(self._result(started, HANDSHAKE, enhanced="4.7.10", text=text))
             return  # opportunistic: carry on in plain text
         if self._buffered():
             # RFC 3207: nothing sent before the handshake may be used after it. A server that pipelines past its 220
@@ -299,7 +299,7 @@ class Endpoint:
                 f"{where} sent more after its 220 to STARTTLS, before the TLS handshake: session out of step, "
                 "connection dropped (RFC 3207)"
             )
-            raise ConnectFailed(self._failure(text, started, connect_error=True))
+            raise ConnectFailed(self._result(started, HANDSHAKE, text=text, connect_error=True))
         context = tls_context(self.tls_policy, self.tls_cafile, self.tls_verify)
         try:
             await self._writer.start_tls(context, server_hostname=self.host)
@@ -307,14 +307,16 @@ class Endpoint:
             if self.tls_policy != REQUIRED:
                 text = f"the certificate of {where} failed verification: {error.verify_message}"
                 raise ConnectFailed(
-                    make_result(None, "4.7.5", text, **self._fields(started)), tls_failed=True, unverified=True
+                    self._result(started, HANDSHAKE, enhanced="4.7.5", text=text), tls_failed=True, unverified=True
                 ) from None
             text = f"TLS is required but the certificate of {where} failed verification: {error.verify_message}"
-            raise ConnectFailed(make_result(None, "4.7.5", text, **self._fields(started))) from None
+            raise ConnectFailed(self._result(started, HANDSHAKE, enhanced="4.7.5", text=text)) from None
         except (ssl.SSLError, OSError) as error:
             text = f"TLS handshake with {where} failed: {error}"
             raise ConnectFailed(
-                make_result(None, "4.7.5" if self.tls_policy == REQUIRED else "4.4.2", text, **self._fields(started)),
+                self._result(
+                    started, HANDSHAKE, enhanced="4.7.5" if self.tls_policy == REQUIRED else "4.4.2", text=text
+                ),
                 next_host=True,
                 tls_failed=True,
             ) from None
@@ -337,10 +339,10 @@ class Endpoint:
                 reply = await self._command(base64.b64encode(password))
         else:
             text = f"{where} offers no AUTH PLAIN or LOGIN (offered: {' '.join(mechanisms) or 'none'})"
-            raise ConnectFailed(make_result(None, "4.7.8", text, **self._fields(started)), next_host=False)
+            raise ConnectFailed(self._result(started, HANDSHAKE, enhanced="4.7.8", text=text), next_host=False)
         if reply.code != 235:
             text = f"authentication to {where} as {self.username} failed: {reply}"
-            raise ConnectFailed(make_result(None, "4.7.8", text, **self._fields(started)), next_host=False)
+            raise ConnectFailed(self._result(started, HANDSHAKE, enhanced="4.7.8", text=text), next_host=False)
 
     # -- transactions -----------------------------------------------------------------------------------------------
 
@@ -361,9 +363,12 @@ class Endpoint:
         """
         started = time.monotonic()
         if not _check_address(message.mail_from):
-            return make_result(None, "5.1.7", f"Invalid envelope sender {message.mail_from!r}", **self._fields(started))
+            text = f"Invalid envelope sender {message.mail_from!r}"
+            return self._result(started, ENVELOPE, enhanced="5.1.7", text=text)
         if not _check_address(message.rcpt_to) or not message.rcpt_to:
-            return make_result(None, "5.1.3", f"Invalid recipient address {message.rcpt_to!r}", **self._fields(started))
+            return self._result(
+                started, ENVELOPE, enhanced="5.1.3", text=f"Invalid recipient address {message.rcpt_to!r}"
+            )
         payload = _dot_stuff(message.data)
         mail_from, rcpt_to = message.mail_from, message.rcpt_to
         encoding = "utf-8" if "SMTPUTF8" in self.extensions else "ascii"
@@ -372,30 +377,29 @@ class Endpoint:
             rcpt = f"RCPT TO:<{rcpt_to}>".encode(encoding)
         except UnicodeEncodeError:
             text = f"{self.host} does not offer SMTPUTF8, needed for {rcpt_to!r} / {mail_from!r}"
-            return make_result(None, "5.6.7", text, **self._fields(started))
+            return self._result(started, ENVELOPE, enhanced="5.6.7", text=text)
         reused, self.reused = self.reused, False
         if self._buffered():  # bytes nobody asked for: a reused connection the server gave up on, or out of step
             self.abort()
             if reused:
                 raise NotSent("unsolicited data on an idle connection")
-            return self._out_of_step(_OutOfStep("MAIL FROM", "data nobody asked for"), started)
+            return self._out_of_step(_OutOfStep(MAIL_FROM, "data nobody asked for"), started)
         self.messages_sent += 1
-        stage = "MAIL FROM"
         try:
             if self.pipelining:
                 result = await self._send_pipelined(mail, rcpt, payload, started, reused)
             else:
                 result = await self._send_stepwise(mail, rcpt, payload, started, reused)
         except _StageError as error:
-            stage = error.stage
             self._broken = True
             self.abort()
             if error.nothing_sent and reused:
                 raise NotSent(str(error)) from None
-            text = f"{error.reason} at {stage} with {self.host}[{self.address}]"
-            if stage == "end of data":
+            text = f"{error.reason} at {error.stage} with {self.host}[{self.address}]"
+            unknown = error.stage == END_OF_DATA
+            if unknown:
                 text += " (the message may have been delivered)"
-            return self._failure(text, started, connect_error=True)
+            return self._result(started, error.stage, text=text, connect_error=True, unknown=unknown)
         except _OutOfStep as error:
             self.abort()
             return self._out_of_step(error, started)
@@ -412,7 +416,7 @@ class Endpoint:
         text = f"{error.what} at {error.stage} from {where}: session out of step, connection dropped"
         if error.unknown:
             text += " (the message may have been delivered)"
-        return self._failure(text, started, connect_error=True)
+        return self._result(started, error.stage, text=text, connect_error=True, unknown=error.unknown)
 
     @staticmethod
     def _answers(stage: str, reply: Reply, accepted: tuple[int, ...]) -> bool:
@@ -428,7 +432,7 @@ class Endpoint:
         rset = self._needs_rset
         self._needs_rset = False
         commands = (b"RSET\r\n" if rset else b"") + mail + CRLF + rcpt + CRLF + b"DATA\r\n"
-        async with _stage("MAIL FROM", self.timeouts.command, nothing_sent=True):
+        async with _stage(MAIL_FROM, self.timeouts.command, nothing_sent=True):
             self._writer.write(commands)
             if rset:
                 rset_reply = await self._read_reply()
@@ -436,63 +440,66 @@ class Endpoint:
                     raise _OutOfStep("RSET", f"an unexpected {rset_reply.code} reply")
             mail_reply = await self._read_reply()
             if reused and mail_reply.code == 421:
-                raise _StageError("MAIL FROM", "421 on a reused connection", nothing_sent=True)
+                raise _StageError(MAIL_FROM, "421 on a reused connection", nothing_sent=True)
         if mail_reply.code == 421:  # the server hangs up: no more replies will come
-            return await self._refused(mail_reply, started)
-        mail_ok = self._answers("MAIL FROM", mail_reply, MAIL_OK)
-        async with _stage("RCPT TO", self.timeouts.command):
+            return await self._refused(mail_reply, started, MAIL_FROM)
+        mail_ok = self._answers(MAIL_FROM, mail_reply, MAIL_OK)
+        async with _stage(RCPT_TO, self.timeouts.command):
             rcpt_reply = await self._read_reply()
         if rcpt_reply.code == 421:
-            return await self._refused(rcpt_reply, started)
-        rcpt_ok = self._answers("RCPT TO", rcpt_reply, RCPT_OK)
-        async with _stage("DATA", self.timeouts.command):
+            return await self._refused(rcpt_reply, started, RCPT_TO)
+        rcpt_ok = self._answers(RCPT_TO, rcpt_reply, RCPT_OK)
+        async with _stage(DATA, self.timeouts.command):
             data_reply = await self._read_reply()
-        data_ok = self._answers("DATA", data_reply, DATA_OK)
+        data_ok = self._answers(DATA, data_reply, DATA_OK)
         if mail_ok and rcpt_ok and data_ok:
             return await self._finish_data(payload, started)
         if data_ok:  # the server accepted DATA anyway: send an empty message, expect a refusal
-            async with _stage("DATA", self.timeouts.data):
+            async with _stage(DATA, self.timeouts.data):
                 self._writer.write(b".\r\n")
                 await self._read_reply()
-        failed = mail_reply if not mail_ok else rcpt_reply if not rcpt_ok else data_reply
-        return await self._refused(failed, started)
+        stage, failed = (
+            (MAIL_FROM, mail_reply) if not mail_ok else (RCPT_TO, rcpt_reply) if not rcpt_ok else (DATA, data_reply)
+        )
+        return await self._refused(failed, started, stage)
 
     async def _send_stepwise(self, mail, rcpt, payload, started, reused) -> SendResult:
-        async with _stage("MAIL FROM", self.timeouts.command, nothing_sent=True):
+        async with _stage(MAIL_FROM, self.timeouts.command, nothing_sent=True):
             reply = await self._command(mail)
             if reused and reply.code == 421:
-                raise _StageError("MAIL FROM", "421 on a reused connection", nothing_sent=True)
-        if not self._answers("MAIL FROM", reply, MAIL_OK):
-            return await self._refused(reply, started)
-        async with _stage("RCPT TO", self.timeouts.command):
+                raise _StageError(MAIL_FROM, "421 on a reused connection", nothing_sent=True)
+        if not self._answers(MAIL_FROM, reply, MAIL_OK):
+            return await self._refused(reply, started, MAIL_FROM)
+        async with _stage(RCPT_TO, self.timeouts.command):
             reply = await self._command(rcpt)
-        if not self._answers("RCPT TO", reply, RCPT_OK):
-            return await self._refused(reply, started)
-        async with _stage("DATA", self.timeouts.command):
+        if not self._answers(RCPT_TO, reply, RCPT_OK):
+            return await self._refused(reply, started, RCPT_TO)
+        async with _stage(DATA, self.timeouts.command):
             reply = await self._command(b"DATA")
-        if not self._answers("DATA", reply, DATA_OK):
-            return await self._refused(reply, started)
+        if not self._answers(DATA, reply, DATA_OK):
+            return await self._refused(reply, started, DATA)
         return await self._finish_data(payload, started)
 
     async def _finish_data(self, payload: bytes, started: float) -> SendResult:
         """Send the message and read the one reply that decides it: delivered only on a 2xx to the end of its own
         data, with nothing else pending (a reply that came before the data was sent cannot be its answer)."""
-        async with _stage("end of data", self.timeouts.data):
+        async with _stage(END_OF_DATA, self.timeouts.data):
             if self._buffered():
-                raise _OutOfStep("DATA", "a reply before the message was sent")
+                raise _OutOfStep(DATA, "a reply before the message was sent")
             self._writer.write(payload)
             await self._writer.drain()
             reply = await self._read_reply()
         if self._buffered():
-            raise _OutOfStep("end of data", f"more than one reply ({reply.code} and more)", unknown=True)
+            raise _OutOfStep(END_OF_DATA, f"more than one reply ({reply.code} and more)", unknown=True)
         if reply.ok:
-            return make_result(reply.code, reply.enhanced, reply.text, **self._fields(started))
+            return self._result(started, END_OF_DATA, reply=reply)
         if 400 <= reply.code < 600:
-            return await self._refused(reply, started)
-        raise _OutOfStep("end of data", f"an unexpected {reply.code} reply", unknown=True)
+            return await self._refused(reply, started, END_OF_DATA)
+        raise _OutOfStep(END_OF_DATA, f"an unexpected {reply.code} reply", unknown=True)
 
-    async def _refused(self, reply: Reply, started: float) -> SendResult:
-        """A refused transaction: classify; reset the session (pipelined with the next MAIL when possible)."""
+    async def _refused(self, reply: Reply, started: float, stage: str) -> SendResult:
+        """A refused transaction: the reply to the command of `stage`. Resets the session (pipelined with the next
+        MAIL when possible)."""
         if reply.code == 421:
             self._broken = True
             self.abort()
@@ -507,7 +514,7 @@ class Endpoint:
             except (_StageError, _OutOfStep):
                 self._broken = True
                 self.abort()
-        return self._failure("", started, reply=reply)
+        return self._result(started, stage, reply=reply)
 
     async def reset(self) -> None:
         """RSET: abandon the current transaction (pipelined ones are reset lazily, before the next MAIL)."""

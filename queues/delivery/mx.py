@@ -21,7 +21,6 @@ from django.conf import settings
 
 from deliveryhub import dns as dnsq
 
-from .classifier import make_result
 from .result import SendResult
 
 _cache: OrderedDict[tuple, tuple[float, object]] = OrderedDict()
@@ -124,7 +123,7 @@ def resolve_destination(domain: str) -> Destination:
 
 
 def _error_destination(domain, enhanced, text) -> Destination:
-    return Destination(domain=domain, hosts=[], error=make_result(None, enhanced, text))
+    return Destination(domain=domain, hosts=[], error=SendResult(None, enhanced, text))
 
 
 def _lookup(name: str) -> tuple[_Resolved, float]:

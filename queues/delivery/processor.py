@@ -18,20 +18,15 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ..choices import AttemptStatus, EventKind, MessageStatus, SuppressionReason
+from ..choices import AttemptStatus, EventKind, MessageStatus, RuleAction, SuppressionReason
 from ..constants import ATTEMPT_TEXT_MAX, STATUS_DETAIL_MAX
 from ..models import BounceRule, DeliveryAttempt, Message, MessageContent, MessageEvent, Route, Suppression
 from . import dequeuer
+from .classifier import classify_result
+from .result import SendResult
 
 logger = logging.getLogger(__name__)
 
-# Classifier actions, in both spellings (shared/data/smtp-replies.tsv and the engine contract).
-DELIVER = "deliver"
-BOUNCE = "bounce"
-BOUNCE_SUPPRESS = "bounce+suppress"
-DEFER = "defer"
-DEFER_SLOW = "defer+slow"
-ACTION_ALIASES = {"bounce_suppress": BOUNCE_SUPPRESS, "defer_throttle": DEFER_SLOW, "defer_slow": DEFER_SLOW}
 POISON_RETRY_SECONDS = 900  # a message that broke processing is retried after this long
 DOMAIN_BLOCKED_RETRY_SECONDS = 600  # the sending domain may not send: look again after this long
 UPDATE_CHUNK = 500  # ids per UPDATE … WHERE id IN (…)
@@ -76,11 +71,6 @@ class Batch:
 
     def open(self):
         return [item for item in self.items if item.outcome is None]
-
-
-def normalise_action(action):
-    action = (action or "").strip().lower()
-    return ACTION_ALIASES.get(action, action)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -244,17 +234,19 @@ def send_via_sender(batch):
             outbound, destination=destination, source_ip=ip.address,
             ehlo_hostname=ip.ehlo_hostname or settings.SMTPD_HOSTNAME, tls_policy=tls_policy,
             concurrency=limits.connections if limits else settings.DELIVERY_BATCH_CONCURRENCY,
-            max_messages_per_connection=limits.messages_per_connection if limits else None, rules=batch.rules or None,
+            max_messages_per_connection=limits.messages_per_connection if limits else None,
+            stop_when=lambda result: _classify(batch, result).action == RuleAction.DEFER_SLOW,
         )  # fmt: skip
         logger.info("Sent %d message(s) to %s from %s in %.2fs", len(results), group[0].message.rcpt_domain,
                     ip.address, time.monotonic() - started)  # fmt: skip
-        limited = [r for r in results.values() if normalise_action(r.action) == DEFER_SLOW]
+        verdicts = {pk: _classify(batch, result) for pk, result in results.items()}
+        limited = [(results[pk], verdict) for pk, verdict in verdicts.items() if verdict.action == RuleAction.DEFER_SLOW]
         if limited:  # the receiver asked us to slow down: slow the pair now, give back what was not tried
             until = _rate_limited(batch, ip, limited)
             _release_rate_limited(batch, [item for item in group if item.message.pk not in results], until)
         for item in group:
             if item.outcome is None:
-                _settle(batch, item, results.get(item.message.pk))
+                _settle(batch, item, results.get(item.message.pk), verdicts.get(item.message.pk))
 
 
 def batch_provider(batch):
@@ -281,14 +273,14 @@ def _pair_limits(batch, ip):
         return None
 
 
-def _rate_limited(batch, ip, results):
-    """Slow and suspend the pair after rate-limit replies; returns when it may send again (or None)."""
+def _rate_limited(batch, ip, limited):
+    """Slow and suspend the pair after rate-limit replies ([(result, verdict)]); returns when it may send again."""
     from ippools import services as ip_services
 
     batch.rate_limited.add(ip.pk)
-    hint = max((r.retry_after or 0 for r in results), default=0)
+    hint = max((verdict.retry_after or 0 for _, verdict in limited), default=0)
     try:
-        state = ip_services.rate_limited(ip, batch_provider(batch), reply=results[0].smtp_output, hint=hint)
+        state = ip_services.rate_limited(ip, batch_provider(batch), reply=limited[0][0].smtp_output, hint=hint)
     except Exception:
         logger.exception("Slowing %s toward %s failed", ip, batch_provider(batch))
         return None
@@ -309,27 +301,27 @@ def _tls_policy(message):
     return "required" if str(policy).lower() in ("required", "enforce", "verify") else "opportunistic"
 
 
-def _settle(batch, item, result):
-    """Turn one SendResult into the message's outcome."""
+def _classify(batch, result):
+    """The one classification of an attempt: the defaults plus the tenant's and the platform's BounceRules."""
+    return classify_result(result, rules=batch.rules, provider=batch_provider(batch))
+
+
+def _settle(batch, item, result, verdict=None):
+    """Turn one SendResult (and its classification) into the message's outcome."""
     from .backoff import is_expired, next_attempt_delay
-    from .result import SendResult
 
     if result is None:
-        result = SendResult(
-            status="deferred", code=None, enhanced=None, text="No result from the sender.", category="transient",
-            action=DEFER, connect_error=True,
-        )  # fmt: skip
-    # The sender classified the reply already (with the admins' rules first: batch.rules).
-    category, action, retry_after = result.category, normalise_action(result.action), result.retry_after
+        result = SendResult(None, None, "No result from the sender.", connect_error=True)
+    category, action, retry_after = verdict or _classify(batch, result)
     message = item.message
     reply = " ".join(str(p) for p in (result.code, result.enhanced, result.text) if p).strip()
-    if result.status == "delivered" or action == DELIVER:
+    if action == RuleAction.DELIVER:
         # The same words for every delivered row (the reply itself is on the attempt): rows update in one statement.
         detail = f"Delivered to {result.mx_host or 'the receiving server'}."
-        item.outcome = Outcome(MessageStatus.DELIVERED, detail, result, category, DELIVER, event=EventKind.DELIVERED)
-    elif action in (BOUNCE, BOUNCE_SUPPRESS) or result.status == "bounced" and action not in (DEFER, DEFER_SLOW):
-        suppress = SuppressionReason.HARD_BOUNCE if action == BOUNCE_SUPPRESS else ""
-        item.outcome = Outcome(MessageStatus.BOUNCED, reply, result, category, action or BOUNCE, suppress,
+        item.outcome = Outcome(MessageStatus.DELIVERED, detail, result, category, action, event=EventKind.DELIVERED)
+    elif action in (RuleAction.BOUNCE, RuleAction.BOUNCE_SUPPRESS):
+        suppress = SuppressionReason.HARD_BOUNCE if action == RuleAction.BOUNCE_SUPPRESS else ""
+        item.outcome = Outcome(MessageStatus.BOUNCED, reply, result, category, action, suppress,
                                event=EventKind.BOUNCED)  # fmt: skip
     else:
         attempts = message.attempts + 1
@@ -339,7 +331,7 @@ def _settle(batch, item, result):
                                    category, action, event=EventKind.EXPIRED)  # fmt: skip
         else:
             delay = next_attempt_delay(attempts, hint=retry_after)
-            item.outcome = Outcome(MessageStatus.DEFERRED, reply, result, category, action or DEFER,
+            item.outcome = Outcome(MessageStatus.DEFERRED, reply, result, category, action,
                                    retry_at=batch.now + timezone.timedelta(seconds=delay),
                                    event=EventKind.DEFERRED)  # fmt: skip
 

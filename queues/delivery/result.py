@@ -1,32 +1,37 @@
-"""The outcome of one delivery attempt, as the sender reports it and the processor records it."""
+"""The outcome of one delivery attempt as the wire gave it; what it means is the classifier's one decision."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-DELIVERED = "delivered"
-DEFERRED = "deferred"
-BOUNCED = "bounced"
+# Stages of a transaction an attempt can end at (the command a reply answers, or where the connection failed).
+CONNECT = "connect"  # TCP connect
+GREETING = "greeting"  # the server's 220
+HANDSHAKE = "handshake"  # EHLO/HELO, STARTTLS, AUTH
+ENVELOPE = "envelope"  # refused by us before anything went on the wire (an address we will not send)
+MAIL_FROM = "MAIL FROM"
+RCPT_TO = "RCPT TO"
+DATA = "DATA"
+END_OF_DATA = "end of data"
 
 
 @dataclass
 class SendResult:
-    """One SMTP try for one message (one envelope recipient).
+    """One SMTP try for one message (one envelope recipient), unclassified.
 
-    `status` is delivered, deferred or bounced; `category` and `action` come from the classifier
-    (`queues.delivery.classifier`); `retry_after` is a hint in seconds from the reply text, if any.
-    `connect_error` marks failures before or outside an SMTP reply (refused, timed out, dropped): the
-    message may or may not have arrived when the drop came after the data was sent.
+    `code`, `enhanced` and `text` are the reply (RFC 5321 code, RFC 3463 enhanced status code, text with the lines
+    of a multi-line reply joined), or no code and an error text when there was no reply to the command (refused, timed
+    out, dropped, out of step: `connect_error`). `stage` says which command the reply answers or where the attempt
+    failed. `outcome_unknown`: the connection was lost (or went out of step) after the data was sent, so the
+    receiver may have taken the message. The category and action come from `classifier.classify_result()`.
     """
 
-    status: str  # "delivered" | "deferred" | "bounced"
     code: int | None
     enhanced: str | None
     text: str
-    category: str
-    action: str
-    retry_after: int | None = None
+    stage: str = ""
     connect_error: bool = False
+    outcome_unknown: bool = False
     tls_version: str | None = None
     tls_verified: bool = False
     mx_host: str = ""
@@ -34,8 +39,9 @@ class SendResult:
     duration: float = 0.0
 
     @property
-    def delivered(self) -> bool:
-        return self.status == DELIVERED
+    def accepted(self) -> bool:
+        """The receiver took the message: a 2xx to the end of its own DATA, and nothing else."""
+        return self.stage == END_OF_DATA and self.code is not None and 200 <= self.code < 300
 
     @property
     def smtp_output(self) -> str:

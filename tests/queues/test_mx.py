@@ -6,6 +6,7 @@ import time
 import pytest
 
 from queues.delivery import mx
+from queues.delivery.classifier import classify_result
 from queues.delivery.mx import Destination, resolve_destination, resolve_host
 
 
@@ -57,7 +58,8 @@ def test_null_mx_bounces_without_connecting(world):
     destination = resolve_destination("nullmx.test")
     assert destination.hosts == []
     error = destination.error
-    assert (error.status, error.enhanced, error.category, error.action) == (
+    verdict = classify_result(error)
+    assert (verdict.status, error.enhanced, verdict.category, verdict.action) == (
         "bounced",
         "5.1.10",
         "bad_domain",
@@ -68,7 +70,8 @@ def test_null_mx_bounces_without_connecting(world):
 
 def test_nxdomain_bounces(world):
     error = resolve_destination("nope.example.test").error
-    assert (error.status, error.enhanced, error.category) == ("bounced", "5.1.2", "bad_domain")
+    verdict = classify_result(error)
+    assert (verdict.status, error.enhanced, verdict.category) == ("bounced", "5.1.2", "bad_domain")
     assert "NXDOMAIN" in error.text
 
 
@@ -81,17 +84,20 @@ def test_implicit_mx(world):
 
 def test_no_mx_and_no_address_bounces(world):
     error = resolve_destination("nothing.test").error
-    assert (error.status, error.enhanced) == ("bounced", "5.1.2")
+    verdict = classify_result(error)
+    assert (verdict.status, error.enhanced) == ("bounced", "5.1.2")
 
 
 def test_mx_host_without_address_bounces(world):
     error = resolve_destination("dangling.test").error
-    assert (error.status, error.enhanced, error.category) == ("bounced", "5.4.4", "routing")
+    verdict = classify_result(error)
+    assert (verdict.status, error.enhanced, verdict.category) == ("bounced", "5.4.4", "routing")
 
 
 def test_servfail_defers_and_is_not_cached(world):
     error = resolve_destination("broken.test").error
-    assert (error.status, error.enhanced, error.action) == ("deferred", "4.4.3", "defer")
+    verdict = classify_result(error)
+    assert (verdict.status, error.enhanced, verdict.action) == ("deferred", "4.4.3", "defer")
     world.clear_faults("broken.test")
     world.set_zone("broken.test", "@ 300 IN MX 10 mx.broken.test.\nmx 300 IN A 192.0.2.20")
     assert resolve_destination("broken.test").hosts == [("mx.broken.test", 2525)]
@@ -100,7 +106,8 @@ def test_servfail_defers_and_is_not_cached(world):
 def test_timeout_defers(world):
     started = time.monotonic()
     error = resolve_destination("slow.test").error
-    assert (error.status, error.enhanced) == ("deferred", "4.4.3")
+    verdict = classify_result(error)
+    assert (verdict.status, error.enhanced) == ("deferred", "4.4.3")
     assert "timed out" in error.text
     assert time.monotonic() - started < 3
 

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from ..classifier import DEFER_SLOW, make_result, reclassify
 from ..endpoint import OPPORTUNISTIC, REQUIRED, ConnectFailed, Endpoint, NotSent, Timeouts, address_family_matches
 from ..mx import Destination, resolve_host
-from ..result import SendResult
+from ..result import CONNECT, MAIL_FROM, SendResult
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class ConnectionPool:
         ehlo_hostname: str,
         tls_policy: str = OPPORTUNISTIC,
         concurrency: int = 1,
-        rules=None,
+        stop_when=None,
         max_messages_per_connection: int | None = None,
     ) -> dict[object, SendResult]:
         """Send `messages` to `destination` from `source_ip`; returns {message id: SendResult} for every message
@@ -96,16 +95,17 @@ class ConnectionPool:
 
         `tls_policy` "required" (or a relay's tls_required) verifies certificates and defers rather than send in
         plain text or to an unverified host; "opportunistic" uses STARTTLS when offered without verification.
-        `rules`: admins' classification rules, tried before the defaults. `max_messages_per_connection` lowers
-        the pool's limit for this batch (a throttle rule). A rate-limit reply (action defer+slow) stops the batch:
-        messages not tried yet get no result (the caller gives them back unsent).
+        Results are the replies as they came (unclassified: the caller classifies each once). `stop_when(result)`:
+        the caller's test of a result that is not a delivery (a rate-limit reply, by its classification) after which
+        the batch takes no more messages: those not tried get no result (the caller gives them back unsent).
+        `max_messages_per_connection` lowers the pool's limit for this batch (a throttle rule).
         """
         if not messages:
             return {}
         if destination.error is not None:
             return {message.id: destination.error for message in messages}
         policy = REQUIRED if (tls_policy == REQUIRED or destination.tls_required) else OPPORTUNISTIC
-        batch = _Batch(self, messages, destination, source_ip, ehlo_hostname, policy, rules)
+        batch = _Batch(self, messages, destination, source_ip, ehlo_hostname, policy, stop_when)
         if max_messages_per_connection:
             batch.max_messages = min(batch.max_messages, int(max_messages_per_connection))
         lanes = max(1, min(int(concurrency or 1), len(messages), self.max_per_destination))
@@ -190,7 +190,7 @@ class ConnectionPool:
         usable = [address for address in addresses if address_family_matches(batch.source_ip, address)]
         if not usable:
             text = f"no address of {host} is reachable from {batch.source_ip} ({', '.join(addresses)})"
-            raise ConnectFailed(make_result(None, "4.4.4", text, mx_host=host, source_ip=batch.source_ip))
+            raise ConnectFailed(SendResult(None, "4.4.4", text, stage=CONNECT, mx_host=host, source_ip=batch.source_ip))
         failure = None
         for address in usable:
             try:
@@ -304,14 +304,14 @@ class ConnectionPool:
 class _Batch:
     """One deliver() call: the shared queue of messages and the results, worked by several lanes."""
 
-    def __init__(self, pool, messages, destination, source_ip, ehlo_hostname, tls_policy, rules):
+    def __init__(self, pool, messages, destination, source_ip, ehlo_hostname, tls_policy, stop_when):
         self.pool = pool
         self.queue = collections.deque(messages)
         self.destination = destination
         self.source_ip = source_ip or ""
         self.ehlo_hostname = ehlo_hostname
         self.tls_policy = tls_policy
-        self.rules = rules
+        self.stop_when = stop_when
         self.timeouts = _timeouts()
         self.results: dict[object, SendResult] = {}
         self.active = 0
@@ -330,11 +330,9 @@ class _Batch:
         return up + [h for h in self.destination.hosts if h not in up]
 
     def record(self, message: OutboundMessage, result: SendResult) -> None:
-        if self.rules:
-            result = reclassify(result, self.rules)
         self.results[message.id] = result
-        if result.action == DEFER_SLOW and not self.halted:  # the receiver asks us to slow down: stop here
-            self.halted = True
+        if self.stop_when is not None and not result.accepted and not self.halted and self.stop_when(result):
+            self.halted = True  # the receiver asks us to slow down: stop here
             self.queue.clear()
 
     async def lane(self) -> None:
@@ -361,7 +359,7 @@ class _Batch:
                         self.queue.appendleft(message)
                         continue
                     text = "connection lost before the transaction began"
-                    result = make_result(None, None, text, connect_error=True, source_ip=self.source_ip)
+                    result = SendResult(None, None, text, stage=MAIL_FROM, connect_error=True, source_ip=self.source_ip)
                 self.pool.messages_sent += 1
                 self.record(message, result)
                 if endpoint is not None and (not endpoint.usable or endpoint.messages_sent >= self.max_messages):
@@ -371,7 +369,7 @@ class _Batch:
             logger.exception("SMTP lane to %s failed", self.destination.domain)
             if endpoint is not None:
                 endpoint.abort()
-            failure = make_result(
+            failure = SendResult(
                 None, "4.3.0", "internal error in the SMTP sender", connect_error=True, source_ip=self.source_ip
             )
             for pending in ([message] if message is not None else []) + list(self.queue):
