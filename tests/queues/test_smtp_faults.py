@@ -9,6 +9,7 @@ from django.test import override_settings
 
 from deliveryhub.testing.cases import TenantTestCase
 from deliveryhub.testing.faultsmtp import FaultSMTP
+from deliveryhub.testing.smtp import SMTPSink
 from queues.choices import MessageStatus
 from queues.delivery import state
 from queues.models import DeliveryAttempt, Message, Route
@@ -137,3 +138,32 @@ class OutOfStepTest(TenantTestCase):
         self.assertNotIn("secret", attempt.text)
         message = Message.objects.get(pk=rows[0].pk)
         self.assertNotIn("HTTP", message.status_detail)
+
+
+@override_settings(DEMO_MODE=False)
+class ClassifyOnceTest(TenantTestCase):
+    """The processor classifies each attempt once, with the destination's provider (issue 11)."""
+
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        cls.domain = make_sending_domain(cls.tenant_a, "mail-a.test")
+        cls.node, cls.ips, cls.pool = make_sending_ips(("127.0.0.2",))
+
+    def setUp(self):
+        flush_redis()
+        self.addCleanup(state.close)
+        self.sink = SMTPSink().start()
+        self.addCleanup(self.sink.stop)
+        Route.objects.create(tenant=self.tenant_a, pattern="*", host="127.0.0.1", port=self.sink.port)
+
+    def test_provider_specific_rules_apply_in_the_engine(self):
+        """Gmail's 421 4.7.0 "Try again later, closing connection" is Gmail throttling us (rate_limited, defer+slow);
+        the same words from another receiver are a plain temporary failure."""
+        self.sink.script("someone@gmail.com", "421 4.7.0 Try again later, closing connection.")
+        self.sink.script("someone@example.org", "421 4.7.0 Try again later, closing connection.")
+        rows = send(self.tenant_a, ["someone@gmail.com"]) + send(self.tenant_a, ["someone@example.org"])
+        run_once()
+        got = {a.message.rcpt_to: (a.category, a.action) for a in DeliveryAttempt.objects.filter(message__in=rows)}
+        self.assertEqual(got, {"someone@gmail.com": ("rate_limited", "defer+slow"),
+                               "someone@example.org": ("transient", "defer")})  # fmt: skip
