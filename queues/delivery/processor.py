@@ -240,7 +240,7 @@ def send_via_sender(batch):
         logger.info("Sent %d message(s) to %s from %s in %.2fs", len(results), group[0].message.rcpt_domain,
                     ip.address, time.monotonic() - started)  # fmt: skip
         verdicts = {pk: _classify(batch, result) for pk, result in results.items()}
-        limited = [(results[pk], verdict) for pk, verdict in verdicts.items() if verdict.action == RuleAction.DEFER_SLOW]
+        limited = [(results[pk], v) for pk, v in verdicts.items() if v.action == RuleAction.DEFER_SLOW]
         if limited:  # the receiver asked us to slow down: slow the pair now, give back what was not tried
             until = _rate_limited(batch, ip, limited)
             _release_rate_limited(batch, [item for item in group if item.message.pk not in results], until)
