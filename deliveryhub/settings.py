@@ -508,6 +508,19 @@ ALERT_EMAIL_TENANT = env_str("DELIVERYHUB_ALERT_EMAIL_TENANT", "")
 ALERT_WEBHOOK_TIMEOUT = env_float("DELIVERYHUB_ALERT_WEBHOOK_TIMEOUT", 10)  # seconds per alert webhook request
 ALERT_PREVIEW_DAYS = 7  # a rule's preview: how often it would have fired over this many days (hourly roll-ups)
 
+# Events and webhooks (queues/webhooks/): the event stream, batched signed deliveries, their retries.
+EVENT_STREAM_SETTLE_SECONDS = env_int("DELIVERYHUB_EVENT_STREAM_SETTLE_SECONDS", 120)  # an event id not committed
+# after this long never will be (longer than any writer's transaction): the sequencer stops looking for it
+EVENT_STREAM_CHUNK = env_int("DELIVERYHUB_EVENT_STREAM_CHUNK", 5000)  # events numbered per sequencer transaction
+WEBHOOK_DISPATCH_INTERVAL = env_int("DELIVERYHUB_WEBHOOK_DISPATCH_INTERVAL", 1)  # seconds between dispatcher runs
+WEBHOOK_BATCH_SIZE = env_int("DELIVERYHUB_WEBHOOK_BATCH_SIZE", 100)  # events per POST at most
+WEBHOOK_TIMEOUT_SECONDS = env_int("DELIVERYHUB_WEBHOOK_TIMEOUT_SECONDS", 10)  # connect + answer of one POST
+WEBHOOK_RETRY_BASE_SECONDS = env_int("DELIVERYHUB_WEBHOOK_RETRY_BASE_SECONDS", 10)  # first retry; doubles each time
+WEBHOOK_RETRY_MAX_SECONDS = env_int("DELIVERYHUB_WEBHOOK_RETRY_MAX_SECONDS", 4 * 3600)  # longest wait between tries
+WEBHOOK_DISABLE_AFTER_SECONDS = env_int("DELIVERYHUB_WEBHOOK_DISABLE_AFTER_SECONDS", 86400)  # failing this long: off
+WEBHOOK_SECRET_GRACE_SECONDS = env_int("DELIVERYHUB_WEBHOOK_SECRET_GRACE_SECONDS", 86400)  # old secret still signs
+WEBHOOK_SENDS_PER_RUN = env_int("DELIVERYHUB_WEBHOOK_SENDS_PER_RUN", 50)  # batches one endpoint's job sends in a row
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

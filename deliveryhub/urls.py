@@ -9,6 +9,7 @@ from domains.api.urls import router as domains_router
 from ippools.api.urls import router as ippools_router
 from queues.api.urls import router as queues_router
 from queues.campaigns.api.urls import router as campaigns_router
+from queues.webhooks.api.urls import router as webhooks_router
 from reports.api.urls import router as reports_router
 from reports.health_views import healthz, metrics_view, readyz
 
@@ -20,7 +21,8 @@ api_v1 = [
     path(
         "",
         ApiRootView.as_view(
-            routers=[core_router, domains_router, ippools_router, queues_router, campaigns_router, reports_router]
+            routers=[core_router, domains_router, ippools_router, queues_router, campaigns_router, webhooks_router,
+                     reports_router]
         ),
         name="root",
     ),
@@ -30,6 +32,7 @@ api_v1 = [
     path("", include("queues.api.urls")),
     path("", include("reports.api.urls")),
     path("", include("queues.campaigns.api.urls")),
+    path("", include("queues.webhooks.api.urls")),
 ]
 
 urlpatterns = [

@@ -28,3 +28,7 @@ MTA_STS_TXT_LABEL = "_mta-sts"
 TLS_RPT_LABEL = "_smtp._tls"
 
 ZONE_SNIPPET_TTL = 3600  # TTL written in the zone-file snippet
+FEEDBACK_LOCAL_PART = "fbl"  # a domain's default feedback-loop address: fbl@<return-path host>
+DMARC_REPORT_LOCAL_PART = "dmarc"  # DMARC aggregate reports are always taken at dmarc@<return-path host>
+DMARC_REPORT_MAX_BYTES = 20 * 1024 * 1024  # largest DMARC report file (after decompression) we parse
+DMARC_RECORDS_MAX = 100000  # rows of one aggregate report we keep

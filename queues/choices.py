@@ -211,3 +211,67 @@ CAMPAIGN_STATE_BADGES = {
 # A campaign whose messages the scheduler must not hand out (pause and cancel take effect on the next scan).
 CAMPAIGN_HALTED_STATES = (CampaignState.PAUSED, CampaignState.CANCELLED)
 CAMPAIGN_FINISHED_STATES = (CampaignState.SENT, CampaignState.CANCELLED)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Events and webhooks (queues/webhooks/)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class EventType(models.TextChoices):
+    """The public event taxonomy (API `type`, webhook subscriptions): one or more `EventKind`s each."""
+
+    ACCEPTED = "accepted", "Accepted"
+    QUEUED = "queued", "Queued again (released, or its worker's lease ran out)"
+    DEFERRED = "deferred", "Deferred"
+    DELIVERED = "delivered", "Delivered"
+    BOUNCED = "bounced", "Bounced (a 5xx reply, or a bounce report later)"
+    EXPIRED = "expired", "Expired"
+    SUPPRESSED = "suppressed", "Suppressed"
+    CANCELLED = "cancelled", "Cancelled"
+    HELD = "held", "Held"
+    COMPLAINED = "complained", "Complained (feedback loop)"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    OPENED = "opened", "Opened"
+    CLICKED = "clicked", "Clicked"
+
+
+# Which recorded kinds each public type covers; `error` (a worker's processing error, retried) is internal.
+EVENT_TYPE_KINDS = {
+    EventType.ACCEPTED: (EventKind.ACCEPTED,),
+    EventType.QUEUED: (EventKind.RELEASED, EventKind.REQUEUED),
+    EventType.DEFERRED: (EventKind.DEFERRED,),
+    EventType.DELIVERED: (EventKind.DELIVERED,),
+    EventType.BOUNCED: (EventKind.BOUNCED, EventKind.DSN),
+    EventType.EXPIRED: (EventKind.EXPIRED,),
+    EventType.SUPPRESSED: (EventKind.SUPPRESSED,),
+    EventType.CANCELLED: (EventKind.CANCELLED,),
+    EventType.HELD: (EventKind.HELD,),
+    EventType.COMPLAINED: (EventKind.COMPLAINED,),
+    EventType.UNSUBSCRIBED: (EventKind.UNSUBSCRIBED,),
+    EventType.OPENED: (EventKind.OPENED,),
+    EventType.CLICKED: (EventKind.CLICKED,),
+}
+KIND_EVENT_TYPE = {kind: event_type for event_type, kinds in EVENT_TYPE_KINDS.items() for kind in kinds}
+PUBLIC_EVENT_KINDS = tuple(KIND_EVENT_TYPE)
+TEST_EVENT_TYPE = "test"  # the type of the event "Send test event" posts
+
+
+class WebhookState(models.TextChoices):
+    """How a webhook is doing: healthy, failing (retrying a batch), or disabled (by hand or after a day of failures)."""
+
+    HEALTHY = "healthy", "Healthy"
+    FAILING = "failing", "Failing"
+    DISABLED = "disabled", "Disabled"
+
+
+WEBHOOK_STATE_BADGES = {WebhookState.HEALTHY: "success", WebhookState.FAILING: "warning",
+                        WebhookState.DISABLED: "secondary"}  # fmt: skip
+
+
+class DeliveryKind(models.TextChoices):
+    """Why a webhook POST was made: the event stream, a test event, or a redelivery someone asked for."""
+
+    STREAM = "stream", "Events"
+    TEST = "test", "Test event"
+    REDELIVERY = "redelivery", "Redelivery"

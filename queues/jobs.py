@@ -11,6 +11,7 @@ from deliveryhub.jobs import system_job
 from .campaigns import jobs as campaign_jobs  # noqa: F401  (registers the campaign monitor and suppression expiry)
 from .delivery import dequeuer
 from .models import IdempotencyKey
+from .webhooks import dispatch as webhook_dispatch
 
 IDEMPOTENCY_KEY_TTL_HOURS = 24  # how long an Idempotency-Key's first answer is kept
 IDEMPOTENCY_PRUNE_SECONDS = 3600  # how often old Idempotency-Key answers are deleted
@@ -30,3 +31,10 @@ def schedule_deliveries():
 def prune_idempotency_keys():
     """Forget Idempotency-Key answers older than a day."""
     IdempotencyKey.objects.filter(created__lt=timezone.now() - timedelta(hours=IDEMPOTENCY_KEY_TTL_HOURS)).delete()
+
+
+@system_job(interval=settings.WEBHOOK_DISPATCH_INTERVAL, name="queues.dispatch_webhooks")
+def dispatch_webhooks():
+    """Number new events in the event stream and hand each webhook with events waiting to a worker."""
+    leader.check_fence()
+    return webhook_dispatch.dispatch()

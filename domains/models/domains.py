@@ -23,7 +23,13 @@ from ..choices import (
     SpfAll,
     TLSPolicy,
 )
-from ..constants import DEFAULT_RETURN_PATH_SUBDOMAIN, VERIFICATION_TOKEN_BYTES, VERIFICATION_TXT_PREFIX
+from ..constants import (
+    DEFAULT_RETURN_PATH_SUBDOMAIN,
+    DMARC_REPORT_LOCAL_PART,
+    FEEDBACK_LOCAL_PART,
+    VERIFICATION_TOKEN_BYTES,
+    VERIFICATION_TXT_PREFIX,
+)
 from ..querysets import SendingDomainQuerySet
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -79,6 +85,11 @@ class SendingDomain(ChangeLoggedModel, TenantModel):
     dmarc_policy = models.CharField(max_length=12, choices=DmarcPolicy.choices, default=DmarcPolicy.NONE)
     dmarc_rua = models.CharField(max_length=500, blank=True, help_text="Aggregate report addresses, comma-separated.")
     dmarc_ruf = models.CharField(max_length=500, blank=True, help_text="Failure report addresses, comma-separated.")
+    # Where receivers' feedback loops send complaints (registered with them); empty: fbl@<return-path host>.
+    feedback_address = models.EmailField(
+        max_length=320, blank=True,
+        help_text="Feedback-loop address registered with receivers (empty: fbl@<return-path host>).",
+    )
     dmarc_alignment = models.CharField(max_length=1, choices=DmarcAlignment.choices, default=DmarcAlignment.RELAXED)
     bulk_sender = models.BooleanField(default=False, help_text="Sends bulk mail (warns about a weak DMARC policy).")
     # SPF intent.
@@ -168,6 +179,27 @@ class SendingDomain(ChangeLoggedModel, TenantModel):
     def return_path_host(self):
         """The envelope-sender (bounce) host: `<subdomain>.<domain>`."""
         return f"{self.return_path_subdomain}.{self.name}"
+
+    @property
+    def feedback_loop_address(self):
+        """The address the inbound listener takes ARF complaints at for this domain (lower case)."""
+        return (self.feedback_address or f"{FEEDBACK_LOCAL_PART}@{self.return_path_host}").lower()
+
+    @property
+    def dmarc_report_address(self):
+        """The address the inbound listener always takes DMARC aggregate reports at for this domain (put it in rua)."""
+        return f"{DMARC_REPORT_LOCAL_PART}@{self.return_path_host}".lower()
+
+    def dmarc_rua_addresses(self):
+        """The mailto: addresses of `dmarc_rua` (lower case, without `mailto:` and size limits)."""
+        out = []
+        for item in (self.dmarc_rua or "").split(","):
+            item = item.strip()
+            item = item[7:] if item.lower().startswith("mailto:") else item
+            item = item.split("!", 1)[0].strip().lower()
+            if "@" in item:
+                out.append(item)
+        return out
 
     @property
     def verification_txt(self):

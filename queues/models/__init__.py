@@ -4,6 +4,7 @@ from .campaigns import Campaign, CampaignMinute
 from .config import BounceRule, Route, SmtpCredential, Suppression
 from .contacts import Contact, ContactImport, ContactList, Subscription
 from .messages import CapturedMessage, DeliveryAttempt, IdempotencyKey, Message, MessageContent, MessageEvent
+from .webhooks import EventStream, FeedbackReport, StreamEntry, Webhook, WebhookDelivery
 
 __all__ = [
     "BounceRule",
@@ -14,12 +15,17 @@ __all__ = [
     "ContactImport",
     "ContactList",
     "DeliveryAttempt",
+    "EventStream",
+    "FeedbackReport",
     "IdempotencyKey",
     "Message",
     "MessageContent",
     "MessageEvent",
     "Route",
+    "StreamEntry",
     "SmtpCredential",
     "Subscription",
     "Suppression",
+    "Webhook",
+    "WebhookDelivery",
 ]
