@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from ippools.models import IPAddress
+
 from . import keys, spf
 from .choices import PUBLISHED_KEY_STATES, DkimKeyState, DomainStatus, RecordKind
 from .constants import MTA_STS_POLICY_LABEL, MTA_STS_TXT_LABEL, TLS_RPT_LABEL, ZONE_SNIPPET_TTL
@@ -34,11 +36,7 @@ class PlannedRecord:
 
 
 def sending_ips(domain):
-    """The IP rows the domain's tenant sends from (the IP pools app), `[]` while that app has none."""
-    try:
-        from ippools.models import IPAddress
-    except ImportError:  # pragma: no cover - the app is always installed in this project
-        return []
+    """The IP rows the domain's tenant may send from (the IP pools app), in address order."""
     return list(IPAddress.objects.usable_by(domain.tenant_id).order_by("address"))
 
 

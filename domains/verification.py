@@ -16,6 +16,7 @@ from deliveryhub import dns as dh_dns
 from . import keys, spf
 from .choices import DmarcPolicy, DNSCheckStatus
 from .constants import DMARC_TAGS, DMARC_URI_SCHEMES
+from .plan import sending_ips
 
 OK, MISSING, MISMATCH, INVALID, ERROR = (
     DNSCheckStatus.OK, DNSCheckStatus.MISSING, DNSCheckStatus.MISMATCH, DNSCheckStatus.INVALID, DNSCheckStatus.ERROR
@@ -88,8 +89,6 @@ class Checker:
         return result
 
     def _sending_ips(self):
-        from .plan import sending_ips
-
         if "ips" not in self._cache:
             self._cache["ips"] = sending_ips(self.domain)
         return self._cache["ips"]

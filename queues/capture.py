@@ -12,7 +12,15 @@ import email
 import email.policy
 import logging
 
+import dkim
+from aiosmtpd.smtp import SMTP
+from django.conf import settings
 from django.db import close_old_connections
+
+from deliveryhub.dns import make_resolver, query
+from domains.models import DkimKey
+
+from .models import CapturedMessage, Message
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +31,6 @@ DNS_TIMEOUT_SECONDS = 1.0  # a demo domain usually has no DNS: do not wait long 
 
 
 def _dns_txt(name):
-    from deliveryhub.dns import make_resolver, query
-
     result = query(name, "TXT", resolver=make_resolver(timeout=DNS_TIMEOUT_SECONDS))
     if not result.ok:
         return None
@@ -36,21 +42,14 @@ def _db_dkim_txt(name):
     selector, _, rest = name.rstrip(".").partition("._domainkey.")
     if not rest:
         return None
-    try:
-        from domains.models import DkimKey
-    except ImportError:
-        return None
     key = DkimKey.objects.filter(selector=selector, domain__name__iexact=rest).first()
     if key is None:
         return None
-    value = key.dns_txt_value() if callable(getattr(key, "dns_txt_value", None)) else getattr(key, "dns_txt_value", "")
-    return value.encode() if isinstance(value, str) else value
+    return key.dns_txt_value().encode()
 
 
 def verify_dkim(data):
     """'pass', 'pass (key from database)', 'fail', 'none' or 'error: …'."""
-    import dkim
-
     if b"dkim-signature:" not in data.lower():
         return "none"
     used_db = []
@@ -75,8 +74,6 @@ def verify_dkim(data):
 
 def store(mail_from, rcpt_tos, data, peer, tls):
     """Save one received message (called in the capture server's DB thread)."""
-    from .models import CapturedMessage, Message
-
     close_old_connections()
     message_uuid = Message.uuid_from_verp(mail_from)
     message = Message.objects.filter(uuid=message_uuid).first() if message_uuid else None
@@ -109,8 +106,5 @@ class CaptureHandler:
 
 def capture_server_factory():
     """aiosmtpd protocol factory of the capture server."""
-    from aiosmtpd.smtp import SMTP
-    from django.conf import settings
-
     handler = CaptureHandler()
     return lambda: SMTP(handler, hostname="capture.localhost", data_size_limit=settings.MESSAGE_MAX_BYTES)

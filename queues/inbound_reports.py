@@ -16,9 +16,14 @@ import re
 from django.db import transaction
 from django.utils import timezone
 
+from ippools import services as ip_services
+from ippools.providers import provider_for
+
 from .choices import EventKind, MessageStatus, RuleAction, SuppressionReason
 from .constants import STATUS_DETAIL_MAX
+from .delivery.classifier import classify
 from .models import Message, MessageEvent
+from .services import suppress_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +66,6 @@ def _status_fields(part):
 @transaction.atomic
 def process_report(rcpt_tos, content):
     """Apply an inbound DSN or ARF report to the messages its VERP recipients name. Returns how many changed."""
-    from .delivery.classifier import classify
-    from .services import suppress_addresses
-
     messages = _messages_for(rcpt_tos)
     if not messages:
         return 0
@@ -103,12 +105,7 @@ def process_report(rcpt_tos, content):
 
 
 def _record_ip(message, **counts):
+    """Count a report against the source IP's reputation (inside the report's transaction: all or nothing)."""
     if message.source_ip is None:
         return
-    try:
-        from ippools import services as ip_services
-        from ippools.providers import provider_for
-
-        ip_services.record_outcomes(message.source_ip, provider_for(message.rcpt_domain), **counts)
-    except Exception:
-        logger.exception("Recording a report outcome failed")
+    ip_services.record_outcomes(message.source_ip, provider_for(message.rcpt_domain), **counts)

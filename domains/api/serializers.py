@@ -7,6 +7,7 @@ from .. import services
 from ..choices import DkimAlgorithm, RecordKind
 from ..constants import RSA_ALLOWED_BITS, RSA_DEFAULT_BITS
 from ..models import DkimKey, DnsCheck, SendingDomain
+from ..plan import record_plan
 
 
 class SendingDomainSerializer(serializers.ModelSerializer):
@@ -125,8 +126,6 @@ class DnsRecordsSerializer(serializers.Serializer):
 
 def dns_records(domain, checks=None):
     """The plan merged with the stored checks, as dicts for `DnsRecordSerializer` (and the UI)."""
-    from ..plan import record_plan
-
     checks = checks if checks is not None else DnsCheck.objects.filter(domain=domain)
     by_key = {(c.kind, c.subject): c for c in checks}
     rows = []

@@ -33,6 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from deliveryhub import audit
+from deliveryhub.exceptions import Conflict
 from deliveryhub.jobs import JobFailed, JobRunner
 
 from ..choices import ImportKind, ImportMode, ImportState, SubscriptionStatus, SuppressionReason
@@ -193,8 +194,6 @@ def cancel_import(imp, *, acting_user=None):
     """Ask a running or pending import to stop after the chunk it is writing (audited); a finished one is left."""
     with audit.acting_as(acting_user):
         if imp.is_finished:
-            from deliveryhub.api.exceptions import Conflict
-
             raise Conflict(f"The import has finished ({imp.state}): there is nothing to cancel.")
         ContactImport.objects.filter(pk=imp.pk, cancel_requested__isnull=True).update(cancel_requested=timezone.now())
         audit.record("contact_import.cancel", obj=imp, tenant=imp.tenant_id)

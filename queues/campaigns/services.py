@@ -17,8 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveryhub import audit
-from deliveryhub.api.exceptions import Conflict
 from deliveryhub.crypto import personal_marker
+from deliveryhub.exceptions import Conflict
 from deliveryhub.jobs import get_queue
 
 from ..choices import CampaignState, EventKind, MessagePriority, MessageStatus, SubscriptionStatus, SuppressionReason

@@ -20,8 +20,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from deliveryhub.api.exceptions import Conflict
 from deliveryhub.choices import Action, Area
+from deliveryhub.exceptions import Conflict
 from deliveryhub.views import may, requires, tenant_required
 
 from ..choices import CampaignState, ImportKind, SubscriptionStatus

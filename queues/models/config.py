@@ -1,5 +1,6 @@
 """Sending configuration: routes (smarthosts), suppressions, bounce rules, SMTP submission credentials."""
 
+import hmac
 import re
 
 from django.core.exceptions import ValidationError
@@ -8,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from deliveryhub.choices import Area
-from deliveryhub.crypto import EncryptedTextField
+from deliveryhub.crypto import EncryptedTextField, digest
 from deliveryhub.models import ChangeLoggedModel, PanelURLs, TenantModel
 from deliveryhub.netguard import TargetNotAllowed, check_public_host
 from deliveryhub.querysets import TenantQuerySet
@@ -176,15 +177,9 @@ class SmtpCredential(ChangeLoggedModel, TenantModel):
         return self.username
 
     def set_password(self, raw):
-        from deliveryhub.crypto import digest
-
         self.password_digest = digest(raw)
 
     def check_password(self, raw):
-        import hmac
-
-        from deliveryhub.crypto import digest
-
         return bool(self.password_digest) and hmac.compare_digest(self.password_digest, digest(raw))
 
     def touch(self):

@@ -36,8 +36,13 @@ from django.core.exceptions import ValidationError
 from django.db import close_old_connections
 
 from deliveryhub import throttle
+from deliveryhub.audit import audit_context
+from deliveryhub.models import Tenant
 
 from ..campaigns import services as campaign_services
+from ..inbound_reports import process_report
+from ..models import Message
+from ..services import Submission, accept_messages, authenticate_smtp
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +122,6 @@ def self_signed(directory, hostname):
 def _authenticate(username, password, client_ip):
     """(identity, 0) for a valid login, (None, 0) for a wrong one, (None, seconds to wait) while throttled: the
     throttle of sign-ins (per client address, per username) also counts SMTP AUTH failures."""
-    from ..services import authenticate_smtp
-
     verdict = throttle.check(throttle.SMTP, username, client_ip)
     if not verdict.allowed:
         logger.warning("SMTP AUTH refused for %r from %s: %s", username, client_ip, verdict.reason)
@@ -132,8 +135,6 @@ def _authenticate(username, password, client_ip):
 
 
 def _is_report_address(address):
-    from ..models import Message
-
     message_uuid = Message.uuid_from_verp(address)
     if message_uuid is not None and Message.objects.filter(uuid=message_uuid).exists():
         return True
@@ -141,11 +142,6 @@ def _is_report_address(address):
 
 
 def _submit(tenant_id, rcpt_tos, content):
-    from deliveryhub.audit import audit_context
-    from deliveryhub.models import Tenant
-
-    from ..services import Submission, accept_messages
-
     tenant = Tenant.objects.get(pk=tenant_id, is_active=True)
     with audit_context(tenant_id=tenant_id):
         accepted = accept_messages(tenant, Submission(raw=content, envelope_to=list(rcpt_tos)))
@@ -153,8 +149,6 @@ def _submit(tenant_id, rcpt_tos, content):
 
 
 def _report(rcpt_tos, content):
-    from ..inbound_reports import process_report
-
     reports = [rcpt for rcpt in rcpt_tos if campaign_services.unsubscribe_by_mail(rcpt) is None]
     return process_report(reports, content) if reports else 0
 
