@@ -320,40 +320,42 @@ def _user_audit_fields(user):
 @transaction.atomic
 def regenerate_recovery_codes(user, *, acting_user=None):
     """Replace the user's recovery codes with OTP_RECOVERY_CODE_COUNT new ones; return them (shown once)."""
-    device, _ = RecoveryCodeDevice.objects.get_or_create(
-        user=user, name=OTP_RECOVERY_DEVICE_NAME, defaults={"confirmed": True}
-    )
-    RecoveryCodeDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
-    device.codes.all().delete()
-    codes = [new_recovery_code() for _ in range(OTP_RECOVERY_CODE_COUNT)]
-    RecoveryCode.objects.bulk_create(RecoveryCode(device=device, code=code) for code in codes)
-    audit.record(
-        "otp.recovery_codes",
-        actor=acting_user,
-        message=f"{len(codes)} new recovery codes; earlier codes no longer work",
-        **_user_audit_fields(user),
-    )
-    return codes
+    with audit.acting_as(acting_user):
+        device, _ = RecoveryCodeDevice.objects.get_or_create(
+            user=user, name=OTP_RECOVERY_DEVICE_NAME, defaults={"confirmed": True}
+        )
+        RecoveryCodeDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
+        device.codes.all().delete()
+        codes = [new_recovery_code() for _ in range(OTP_RECOVERY_CODE_COUNT)]
+        RecoveryCode.objects.bulk_create(RecoveryCode(device=device, code=code) for code in codes)
+        audit.record(
+            "otp.recovery_codes",
+            message=f"{len(codes)} new recovery codes; earlier codes no longer work",
+            **_user_audit_fields(user),
+        )
+        return codes
 
 
 @transaction.atomic
 def confirm_totp_device(device, *, acting_user=None):
     """Mark a TOTP device whose first code was valid as confirmed, drop other pending ones, issue recovery codes."""
-    device.confirmed = True
-    device.save(update_fields=["confirmed"])
-    EncryptedTOTPDevice.objects.filter(user=device.user, confirmed=False).delete()
-    audit.record("otp.enrol", actor=acting_user, message="TOTP device confirmed", **_user_audit_fields(device.user))
-    return regenerate_recovery_codes(device.user, acting_user=acting_user)
+    with audit.acting_as(acting_user):
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        EncryptedTOTPDevice.objects.filter(user=device.user, confirmed=False).delete()
+        audit.record("otp.enrol", message="TOTP device confirmed", **_user_audit_fields(device.user))
+        return regenerate_recovery_codes(device.user, acting_user=acting_user)
 
 
 @transaction.atomic
 def disable_otp(user, *, acting_user=None):
     """Remove every second-factor device of the user (authenticator and recovery codes)."""
-    EncryptedTOTPDevice.objects.filter(user=user).delete()
-    RecoveryCodeDevice.objects.filter(user=user).delete()
-    audit.record(
-        "otp.disable", actor=acting_user, message="two-factor authentication disabled", **_user_audit_fields(user)
-    )
+    with audit.acting_as(acting_user):
+        EncryptedTOTPDevice.objects.filter(user=user).delete()
+        RecoveryCodeDevice.objects.filter(user=user).delete()
+        audit.record(
+            "otp.disable", message="two-factor authentication disabled", **_user_audit_fields(user)
+        )
 
 
 def clear_session_factor(request):

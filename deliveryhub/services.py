@@ -1,14 +1,16 @@
 """
 Verbs of the core: creating tenants, members and API keys, revoking keys, authenticating a key.
 
-Every verb is atomic, takes the actor as keyword-only `acting_user`, and writes its audit entry in the
-same transaction. Views, serializers, admin actions and commands all call these; none re-implement them.
+Every verb is atomic, takes the actor as keyword-only `acting_user` and runs inside `audit.acting_as(acting_user)`
+(see deliveryhub/audit.py), so its audit entries, written in the same transaction, name that actor.
+Views, serializers, admin actions and commands all call these; none re-implement them.
 """
 
 import hmac
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -30,42 +32,44 @@ from .permissions import Principal
 @transaction.atomic
 def create_tenant(slug, name, *, acting_user=None, time_zone="UTC"):
     """Create a tenant (platform operators only at the edges; this verb trusts its caller)."""
-    tenant = Tenant(slug=slug, name=name, time_zone=time_zone)
-    tenant.full_clean()
-    tenant.save()
-    return tenant
+    with audit.acting_as(acting_user):
+        tenant = Tenant(slug=slug, name=name, time_zone=time_zone)
+        tenant.full_clean()
+        tenant.save()
+        return tenant
 
 
 @transaction.atomic
 def create_user(email, *, tenant=None, role=Role.VIEWER, password=None, acting_user=None, is_superuser=False):
     """Create a user (username = email) and, with a tenant, their membership."""
-    User = get_user_model()
-    if User.objects.filter(username__iexact=email).exists():
-        raise ValidationError({"email": f"A user {email} already exists."})
-    user = User(username=email, email=email, is_superuser=is_superuser, is_staff=is_superuser)
-    if password:
-        from django.contrib.auth.password_validation import validate_password
-
-        validate_password(password, user)
-        user.set_password(password)
-    else:
-        user.set_unusable_password()
-    user.full_clean()
-    user.save()  # audited as user.create by the signal every user save goes through (deliveryhub.audit)
-    if tenant is not None:
-        add_member(tenant, user, role, acting_user=acting_user)
-    return user
+    with audit.acting_as(acting_user):
+        User = get_user_model()
+        if User.objects.filter(username__iexact=email).exists():
+            raise ValidationError({"email": f"A user {email} already exists."})
+        user = User(username=email, email=email, is_superuser=is_superuser, is_staff=is_superuser)
+        if password:
+            validate_password(password, user)
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.full_clean()
+        user.save()  # audited as user.create by the signal every user save goes through (deliveryhub.audit)
+        if tenant is not None:
+            add_member(tenant, user, role, acting_user=acting_user)
+        return user
 
 
 @transaction.atomic
 def add_member(tenant, user, role, *, acting_user=None):
-    if role not in Role.values:
-        raise ValidationError({"role": f"Unknown role {role!r}."})
-    membership, created = Membership.objects.get_or_create(tenant=tenant, user=user, defaults={"role": role})
-    if not created and membership.role != role:
-        membership.role = role
-        membership.save()
-    return membership
+    """Give `user` the `role` in `tenant` (a member already there gets the new role)."""
+    with audit.acting_as(acting_user):
+        if role not in Role.values:
+            raise ValidationError({"role": f"Unknown role {role!r}."})
+        membership, created = Membership.objects.get_or_create(tenant=tenant, user=user, defaults={"role": role})
+        if not created and membership.role != role:
+            membership.role = role
+            membership.save()
+        return membership
 
 
 def _new_raw_key(prefix):
@@ -80,41 +84,44 @@ def create_api_key(
 
     `tenant=None` makes a platform (operator) key.
     """
-    if tenant is None:
-        prefix, scope, role = API_KEY_PREFIX_PLATFORM, ApiKeyScope.ROLE, Role.OWNER
-    elif scope == ApiKeyScope.READ or (scope == ApiKeyScope.ROLE and role == Role.VIEWER):
-        prefix = API_KEY_PREFIX_READONLY
-    else:
-        prefix = API_KEY_PREFIX_LIVE
-    if role not in Role.values:
-        raise ValidationError({"role": f"Unknown role {role!r}."})
-    if scope not in ApiKeyScope.values:
-        raise ValidationError({"scope": f"Unknown scope {scope!r}."})
-    raw = _new_raw_key(prefix)
-    key = ApiKey(
-        tenant=tenant,
-        name=name,
-        prefix=raw[: len(prefix) + API_KEY_LOOKUP_LENGTH],
-        digest=digest(raw),
-        role=role,
-        scope=scope,
-        expires=expires,
-        allowed_networks=list(allowed_networks or []),
-        created_by=Principal.of(acting_user).user if acting_user is not None else None,
-    )
-    key.full_clean(exclude=["digest", "prefix"])
-    key.save()
-    audit.record("apikey.create", obj=key, postchange={"role": role, "scope": scope, "prefix": key.prefix})
-    return key, raw
+    with audit.acting_as(acting_user):
+        if tenant is None:
+            prefix, scope, role = API_KEY_PREFIX_PLATFORM, ApiKeyScope.ROLE, Role.OWNER
+        elif scope == ApiKeyScope.READ or (scope == ApiKeyScope.ROLE and role == Role.VIEWER):
+            prefix = API_KEY_PREFIX_READONLY
+        else:
+            prefix = API_KEY_PREFIX_LIVE
+        if role not in Role.values:
+            raise ValidationError({"role": f"Unknown role {role!r}."})
+        if scope not in ApiKeyScope.values:
+            raise ValidationError({"scope": f"Unknown scope {scope!r}."})
+        raw = _new_raw_key(prefix)
+        key = ApiKey(
+            tenant=tenant,
+            name=name,
+            prefix=raw[: len(prefix) + API_KEY_LOOKUP_LENGTH],
+            digest=digest(raw),
+            role=role,
+            scope=scope,
+            expires=expires,
+            allowed_networks=list(allowed_networks or []),
+            created_by=Principal.of(acting_user).user if acting_user is not None else None,
+        )
+        key.full_clean(exclude=["digest", "prefix"])
+        key.save()
+        audit.record("apikey.create", obj=key, postchange={"role": role, "scope": scope, "prefix": key.prefix})
+        return key, raw
 
 
 @transaction.atomic
 def revoke_api_key(key, *, acting_user=None):
-    if key.revoked is None:
-        key.revoked = timezone.now()
-        key.save()
-        audit.record("apikey.revoke", obj=key)
-    return key
+    """Revoke a key (from now on it authenticates nothing); revoking a revoked key changes nothing."""
+    with audit.acting_as(acting_user):
+        if key.revoked is None:
+            key.revoked = timezone.now()
+            key.save()
+            audit.record("apikey.revoke", obj=key)
+        return key
 
 
 def authenticate_api_key(raw, client_ip=None):
@@ -172,36 +179,39 @@ def _check_not_last_owner(membership, action):
 @transaction.atomic
 def add_member_by_email(tenant, email, role, *, password=None, acting_user=None):
     """Add the user with this email (created, with `password` if given, when unknown) to `tenant` with `role`."""
-    if role not in Role.values:
-        raise ValidationError({"role": f"Unknown role {role!r}."})
-    _check_owner_rights(tenant, acting_user, role)
-    email = email.strip().lower()
-    User = get_user_model()
-    user = User.objects.filter(username__iexact=email).first()
-    if user is None:
-        user = create_user(email, password=password, acting_user=acting_user)
-    elif Membership.objects.filter(user=user, tenant=tenant).exists():
-        raise ValidationError({"email": f"{email} is already a member of {tenant}."})
-    return add_member(tenant, user, role, acting_user=acting_user)
+    with audit.acting_as(acting_user):
+        if role not in Role.values:
+            raise ValidationError({"role": f"Unknown role {role!r}."})
+        _check_owner_rights(tenant, acting_user, role)
+        email = email.strip().lower()
+        User = get_user_model()
+        user = User.objects.filter(username__iexact=email).first()
+        if user is None:
+            user = create_user(email, password=password, acting_user=acting_user)
+        elif Membership.objects.filter(user=user, tenant=tenant).exists():
+            raise ValidationError({"email": f"{email} is already a member of {tenant}."})
+        return add_member(tenant, user, role, acting_user=acting_user)
 
 
 @transaction.atomic
 def change_role(membership, role, *, acting_user=None):
     """Give a member another role. Only owners grant or revoke the owner role; the last owner stays owner."""
-    if role not in Role.values:
-        raise ValidationError({"role": f"Unknown role {role!r}."})
-    if membership.role == role:
+    with audit.acting_as(acting_user):
+        if role not in Role.values:
+            raise ValidationError({"role": f"Unknown role {role!r}."})
+        if membership.role == role:
+            return membership
+        _check_owner_rights(membership.tenant, acting_user, membership.role, role)
+        _check_not_last_owner(membership, "demote")
+        membership.role = role
+        membership.save()
         return membership
-    _check_owner_rights(membership.tenant, acting_user, membership.role, role)
-    _check_not_last_owner(membership, "demote")
-    membership.role = role
-    membership.save()
-    return membership
 
 
 @transaction.atomic
 def remove_member(membership, *, acting_user=None):
     """Remove a member from their tenant (the user account stays). The last owner cannot be removed."""
-    _check_owner_rights(membership.tenant, acting_user, membership.role)
-    _check_not_last_owner(membership, "remove")
-    membership.delete()
+    with audit.acting_as(acting_user):
+        _check_owner_rights(membership.tenant, acting_user, membership.role)
+        _check_not_last_owner(membership, "remove")
+        membership.delete()

@@ -250,13 +250,14 @@ def replay(tenant, key, digest):
     return Accepted(messages=[], response=stored.response, status_code=stored.status_code, replayed=True)
 
 
-def accept_messages(tenant, submissions, *, acting_user=None, idempotency_key=None, digest=""):
+def accept_messages(tenant, submissions, *, idempotency_key=None, digest=""):
     """Validate and store one or more submissions of `tenant`; return `Accepted` (one id per recipient).
 
     All or nothing: any invalid submission raises ValidationError (keyed `messages[i].field` when several)
     and nothing is stored. Suppressed recipients are stored as `suppressed` and never sent. With an
     `idempotency_key`, a retry of the same request returns the first answer instead of sending again (the same
-    key with another request is a `Conflict`).
+    key with another request is a `Conflict`). It writes no audit entry (messages have their own events), so it
+    takes no actor.
     """
     single = not isinstance(submissions, (list, tuple))
     items = [submissions] if single else list(submissions)
@@ -373,39 +374,41 @@ CANCELLABLE = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.HELD)
 @transaction.atomic
 def cancel_message(message, *, acting_user=None):
     """Cancel a message that has not been sent (queued, deferred or held); a message being sent cannot be."""
-    updated = Message.objects.filter(pk=message.pk, status__in=CANCELLABLE, lease_owner__isnull=True).update(
-        status=MessageStatus.CANCELLED, status_detail="Cancelled.", updated=timezone.now()
-    )
-    if not updated:
-        updated = Message.objects.filter(
-            pk=message.pk, status__in=CANCELLABLE, lease_expires__lt=timezone.now()
-        ).update(status=MessageStatus.CANCELLED, status_detail="Cancelled.", lease_owner=None, lease_expires=None)
-    if not updated:
+    with audit.acting_as(acting_user):
+        updated = Message.objects.filter(pk=message.pk, status__in=CANCELLABLE, lease_owner__isnull=True).update(
+            status=MessageStatus.CANCELLED, status_detail="Cancelled.", updated=timezone.now()
+        )
+        if not updated:
+            updated = Message.objects.filter(
+                pk=message.pk, status__in=CANCELLABLE, lease_expires__lt=timezone.now()
+            ).update(status=MessageStatus.CANCELLED, status_detail="Cancelled.", lease_owner=None, lease_expires=None)
+        if not updated:
+            message.refresh_from_db()
+            raise Conflict(f"The message is {message.status} and can no longer be cancelled.")
+        MessageEvent.objects.create(message=message, kind=EventKind.CANCELLED)
+        audit.record("message.cancel", obj=message)
         message.refresh_from_db()
-        raise Conflict(f"The message is {message.status} and can no longer be cancelled.")
-    MessageEvent.objects.create(message=message, kind=EventKind.CANCELLED)
-    audit.record("message.cancel", obj=message)
-    message.refresh_from_db()
-    return message
+        return message
 
 
 @transaction.atomic
 def release_message(message, *, acting_user=None):
     """Put a held message back in the queue after someone had a look: due now, with a fresh retry horizon (from
     `released_at`), and one dead worker short of being held again, so that it goes in a batch of its own."""
-    now = timezone.now()
-    reclaims = max(settings.DELIVERY_MAX_LEASE_RECLAIMS - 1, 0)
-    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.HELD).update(
-        status=MessageStatus.QUEUED, status_detail="Released: queued again.", next_attempt_at=now, released_at=now,
-        lease_reclaims=reclaims, lease_owner=None, lease_expires=None, updated=now,
-    )  # fmt: skip
-    if not updated:
+    with audit.acting_as(acting_user):
+        now = timezone.now()
+        reclaims = max(settings.DELIVERY_MAX_LEASE_RECLAIMS - 1, 0)
+        updated = Message.objects.filter(pk=message.pk, status=MessageStatus.HELD).update(
+            status=MessageStatus.QUEUED, status_detail="Released: queued again.", next_attempt_at=now, released_at=now,
+            lease_reclaims=reclaims, lease_owner=None, lease_expires=None, updated=now,
+        )  # fmt: skip
+        if not updated:
+            message.refresh_from_db()
+            raise Conflict(f"The message is {message.status}, not held: there is nothing to release.")
+        MessageEvent.objects.create(message=message, kind=EventKind.RELEASED)
+        audit.record("message.release", obj=message)
         message.refresh_from_db()
-        raise Conflict(f"The message is {message.status}, not held: there is nothing to release.")
-    MessageEvent.objects.create(message=message, kind=EventKind.RELEASED)
-    audit.record("message.release", obj=message)
-    message.refresh_from_db()
-    return message
+        return message
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -432,27 +435,30 @@ def suppress_addresses(tenant_id, entries):
 @transaction.atomic
 def add_suppression(tenant, address, *, reason=SuppressionReason.MANUAL, source="", acting_user=None):
     """Add one address to a tenant's suppression list by hand (audited)."""
-    suppression = Suppression(tenant=tenant, address=normalize_address(address).lower(), reason=reason, source=source)
-    suppression.full_clean(validate_unique=False)
-    if Suppression.objects.suppressed_among(tenant.pk, [suppression.address]):
-        raise ValidationError({"address": f"{suppression.address} is already suppressed."})
-    suppression.save()
-    return suppression
+    with audit.acting_as(acting_user):
+        address = normalize_address(address).lower()
+        suppression = Suppression(tenant=tenant, address=address, reason=reason, source=source)
+        suppression.full_clean(validate_unique=False)
+        if Suppression.objects.suppressed_among(tenant.pk, [suppression.address]):
+            raise ValidationError({"address": f"{suppression.address} is already suppressed."})
+        suppression.save()
+        return suppression
 
 
 @transaction.atomic
 def create_smtp_credential(tenant, username, *, description="", acting_user=None):
     """Create an SMTP submission login; returns (credential, password). The password is shown once."""
-    username = (username or "").strip()
-    if not username or len(username) > 150 or any(ord(c) < 33 for c in username):
-        raise ValidationError({"username": "A user name is 1-150 printable characters without spaces."})
-    if SmtpCredential.objects.filter(username=username).exists():
-        raise ValidationError({"username": f"The user name {username} is taken."})
-    password = secrets.token_urlsafe(24)
-    credential = SmtpCredential(tenant=tenant, username=username, description=description)
-    credential.set_password(password)
-    credential.save()
-    return credential, password
+    with audit.acting_as(acting_user):
+        username = (username or "").strip()
+        if not username or len(username) > 150 or any(ord(c) < 33 for c in username):
+            raise ValidationError({"username": "A user name is 1-150 printable characters without spaces."})
+        if SmtpCredential.objects.filter(username=username).exists():
+            raise ValidationError({"username": f"The user name {username} is taken."})
+        password = secrets.token_urlsafe(24)
+        credential = SmtpCredential(tenant=tenant, username=username, description=description)
+        credential.set_password(password)
+        credential.save()
+        return credential, password
 
 
 def authenticate_smtp(username, password):

@@ -260,7 +260,7 @@ class TestInboxView(PanelView):
             submission = services.Submission(sender=data["sender"], to=[data["to"]], subject=data["subject"],
                                              text=data["text"], tag="test")  # fmt: skip
             try:
-                accepted = services.accept_messages(request.tenant, submission, acting_user=request.user)
+                accepted = services.accept_messages(request.tenant, submission)
             except ValidationError as error:
                 for field, errors in error.message_dict.items():
                     field = TestMessageForm.SERVICE_FIELDS.get(field, field)

@@ -317,14 +317,16 @@ class ComplianceReportRunner(JobRunner):
 @transaction.atomic
 def start_report(tenant, *, fmt, start, end, acting_user):
     """Enqueue a compliance report of `tenant` for the dates [start, end); PermissionDenied or ValidationError."""
-    principal = Principal.of(acting_user)
-    if not principal.allows(tenant.pk, Area.AUDIT, Action.EXPORT):
-        raise PermissionDenied("Your role does not allow exporting reports.")
-    if fmt not in ReportFormat.values:
-        raise ValidationError({"format": "Choose pdf or csv."})
-    begin, finish = period_bounds(start, end)
-    return ComplianceReportRunner.enqueue(
-        tenant=tenant, user=principal.user, api_key=principal.api_key,
-        params={"format": fmt, "start": begin.isoformat(), "end": finish.isoformat(), "requested_by": principal.name},
-    )  # fmt: skip
+    with audit.acting_as(acting_user):
+        principal = Principal.of(acting_user)
+        if not principal.allows(tenant.pk, Area.AUDIT, Action.EXPORT):
+            raise PermissionDenied("Your role does not allow exporting reports.")
+        if fmt not in ReportFormat.values:
+            raise ValidationError({"format": "Choose pdf or csv."})
+        begin, finish = period_bounds(start, end)
+        return ComplianceReportRunner.enqueue(
+            tenant=tenant, user=principal.user, api_key=principal.api_key,
+            params={"format": fmt, "start": begin.isoformat(), "end": finish.isoformat(),
+                    "requested_by": principal.name},
+        )  # fmt: skip
 

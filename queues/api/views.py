@@ -64,7 +64,7 @@ class MessageViewSet(BaseViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMod
         # The same request is the same JSON, whatever its key order or spacing.
         digest = services.request_digest(json.dumps(request.data, sort_keys=True, default=str).encode()) if key else ""
         accepted = services.accept_messages(
-            self.request_tenant(), submissions, acting_user=request.user, idempotency_key=key, digest=digest
+            self.request_tenant(), submissions, idempotency_key=key, digest=digest
         )
         headers = {"Idempotent-Replayed": "true"} if accepted.replayed else {}
         return Response(accepted.response, status=accepted.status_code, headers=headers)

@@ -1,12 +1,16 @@
 """Services name their actor in the audit log: `acting_user` when given, else the context's (request, job, system)."""
 
-from deliveryhub import audit
-from deliveryhub.choices import ActorType
-from deliveryhub.models import AuditEntry
+from deliveryhub import audit, otp
+from deliveryhub import services as core_services
+from deliveryhub.choices import ActorType, Role
+from deliveryhub.models import AuditEntry, Membership
 from deliveryhub.testing.cases import TenantTestCase
 from domains import services as domain_services
 from ippools import services as ip_services
 from ippools.testing import make_ip, make_node, make_pool
+from queues import services as queue_services
+from queues.services import Submission
+from queues.testing import make_sending_domain
 
 
 class ActingUserTest(TenantTestCase):
@@ -29,3 +33,59 @@ class ActingUserTest(TenantTestCase):
             domain_services.update_domain(domain, acting_user=self.alice_key_obj, dmarc_rua="mailto:d@actor.test")
         entry = AuditEntry.objects.filter(object_id=str(domain.pk), action="update").order_by("-seq").first()
         self.assertEqual((entry.actor_type, entry.actor_id), (ActorType.API_KEY, str(self.alice_key_obj.pk)))
+
+
+class ServicesOutsideARequestTest(TenantTestCase):
+    """A service called outside any request (a command, a job, a shell) with `acting_user` records that actor, not
+    "system", in every entry it writes: verb entries and the CRUD entries of the rows it saves."""
+
+    def assertActor(self, entries, actor):
+        entries = list(entries)
+        self.assertTrue(entries)
+        for entry in entries:
+            self.assertEqual((entry.action, entry.actor_type, entry.actor_id), (entry.action, *actor))
+
+    def newer_than(self, seq):
+        return AuditEntry.objects.filter(seq__gt=seq).order_by("seq")
+
+    def last_seq(self):
+        return AuditEntry.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+
+    def test_core_services(self):
+        alice = (ActorType.USER, str(self.alice.pk))
+        with audit.audit_context(principal=None):
+            seq = self.last_seq()
+            tenant = core_services.create_tenant("actor-c", "Actor C", acting_user=self.alice)
+            core_services.create_user("dana@c.test", tenant=tenant, role=Role.ADMIN, acting_user=self.alice)
+            self.assertActor(self.newer_than(seq), alice)
+
+            seq = self.last_seq()
+            key, _ = core_services.create_api_key(tenant=tenant, name="ci", acting_user=self.alice)
+            core_services.revoke_api_key(key, acting_user=self.alice)
+            self.assertActor(self.newer_than(seq), alice)
+
+            seq = self.last_seq()
+            membership = Membership.objects.get(tenant=tenant, user__username="dana@c.test")
+            core_services.change_role(membership, Role.VIEWER, acting_user=self.alice_key_obj)
+            core_services.remove_member(membership, acting_user=self.alice_key_obj)
+            self.assertActor(self.newer_than(seq), (ActorType.API_KEY, str(self.alice_key_obj.pk)))
+
+    def test_queue_services(self):
+        alice = (ActorType.USER, str(self.alice.pk))
+        make_sending_domain(self.tenant_a, "mail-a.test", dkim=False)
+        with audit.audit_context(principal=None):
+            [message] = queue_services.accept_messages(
+                self.tenant_a, Submission(sender="a@mail-a.test", to=["x@example.com"], text="t")
+            ).messages
+            seq = self.last_seq()
+            queue_services.cancel_message(message, acting_user=self.alice)
+            queue_services.add_suppression(self.tenant_a, "gone@example.com", acting_user=self.alice)
+            queue_services.create_smtp_credential(self.tenant_a, "app-login", acting_user=self.alice)
+            self.assertActor(self.newer_than(seq), alice)
+
+    def test_otp_services(self):
+        with audit.audit_context(principal=None):
+            seq = self.last_seq()
+            otp.regenerate_recovery_codes(self.bob, acting_user=self.alice)
+            otp.disable_otp(self.bob, acting_user=self.alice)
+            self.assertActor(self.newer_than(seq), (ActorType.USER, str(self.alice.pk)))
