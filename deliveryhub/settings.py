@@ -390,6 +390,10 @@ SMTP_MAX_CONNECTIONS_PER_DESTINATION = env_int(
 )
 SMTP_IDLE_TIMEOUT = env_float("DELIVERYHUB_SMTP_IDLE_TIMEOUT", 30)  # pooled idle connection closed after
 SMTP_TLS_CA_FILE = env_str("DELIVERYHUB_SMTP_TLS_CA_FILE", "")  # extra CAs (PEM) beside the system store
+# circuit breaker per destination host (queues/delivery/health.py): down this long after a connect timeout, a tarpit,
+# a refusal or a 421 greeting, doubling per failure in a row up to the maximum
+SMTP_BREAKER_SECONDS = env_float("DELIVERYHUB_SMTP_BREAKER_SECONDS", 30)
+SMTP_BREAKER_MAX_SECONDS = env_float("DELIVERYHUB_SMTP_BREAKER_MAX_SECONDS", 1800)
 MX_CACHE_MAX_ENTRIES = env_int("DELIVERYHUB_MX_CACHE_MAX_ENTRIES", 10000)  # destination domains kept in-process
 MX_NEGATIVE_CACHE_SECONDS = env_int("DELIVERYHUB_MX_NEGATIVE_CACHE_SECONDS", 60)  # NXDOMAIN/no-address answers kept
 DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERYHUB_RETRY_BASE_SECONDS", 300)  # first deferral's delay, doubling

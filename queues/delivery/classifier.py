@@ -237,5 +237,8 @@ def classify_result(result: SendResult, *, rules=None, provider: str | None = No
         return Classification(DELIVERED, RuleAction.DELIVER, None)
     if result.code is not None and 200 <= result.code < 300:
         return Classification(PROTOCOL_ERROR, RuleAction.DEFER, None)
-    return classify(result.code, result.enhanced, result.text, connect_error=result.connect_error,
-                    extra_rules=rules, provider=provider)  # fmt: skip
+    verdict = classify(result.code, result.enhanced, result.text, connect_error=result.connect_error,
+                       extra_rules=rules, provider=provider)  # fmt: skip
+    if result.retry_after and result.retry_after > (verdict.retry_after or 0):
+        return verdict._replace(retry_after=result.retry_after)
+    return verdict

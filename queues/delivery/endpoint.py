@@ -69,11 +69,13 @@ class ConnectFailed(Exception):
         host_down: bool = False,
         tls_failed: bool = False,
         unverified: bool = False,
+        probed: bool = False,
     ):
         super().__init__(result.smtp_output)
         self.result = result
+        self.probed = probed  # the failure of another lane's probe connection, not of a connection of our own
         self.next_host = next_host
-        self.host_down = host_down  # refused or timed out: avoid this host for a while
+        self.host_down = host_down  # refused, timed out, never greeted, 421 at the greeting: avoid this host a while
         self.tls_failed = tls_failed  # the TLS handshake itself failed: opportunistic TLS may retry in plain text
         self.unverified = unverified  # only the certificate check failed: opportunistic TLS retries without it
 
@@ -177,6 +179,7 @@ class Endpoint:
         self._needs_rset = False
         self._broken = False
         self._stage = CONNECT  # where connect() is (for its failures)
+        self._greeting_deadline = 0.0
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.source_ip or '*'} → {self.host}[{self.address}]:{self.port} sent={self.messages_sent}>"
@@ -217,8 +220,11 @@ class Endpoint:
         started = time.monotonic()
         where = f"{self.host}[{self.address}]:{self.port}"
         local_addr = (self.source_ip, 0) if self.source_ip else None
+        # TCP connect and the greeting share one deadline: a tarpit (accepts, never greets) holds a lane no longer than
+        # a host that does not answer at all.
+        self._greeting_deadline = asyncio.get_running_loop().time() + self.timeouts.connect
         try:
-            async with asyncio.timeout(self.timeouts.connect):
+            async with asyncio.timeout_at(self._greeting_deadline):
                 self._reader, self._writer = await asyncio.open_connection(
                     self.address, self.port, local_addr=local_addr, limit=READ_LIMIT
                 )
@@ -256,9 +262,10 @@ class Endpoint:
 
     async def _handshake(self, started: float, where: str) -> None:
         self._stage = GREETING
-        greeting = await self._read_reply()
-        if greeting.code != 220:
-            raise ConnectFailed(self._result(started, GREETING, reply=greeting), next_host=True)
+        async with asyncio.timeout_at(self._greeting_deadline):
+            greeting = await self._read_reply()
+        if greeting.code != 220:  # 421: the host is busy or going down (a circuit breaker matter); 554: not for us
+            raise ConnectFailed(self._result(started, GREETING, reply=greeting), host_down=greeting.code == 421)
         self._stage = HANDSHAKE
         await self._ehlo(started)
         if self.use_tls and "STARTTLS" in self.extensions:

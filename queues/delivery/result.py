@@ -23,7 +23,9 @@ class SendResult:
     of a multi-line reply joined), or no code and an error text when there was no reply to the command (refused, timed
     out, dropped, out of step: `connect_error`). `stage` says which command the reply answers or where the attempt
     failed. `outcome_unknown`: the connection was lost (or went out of step) after the data was sent, so the
-    receiver may have taken the message. The category and action come from `classifier.classify_result()`.
+    receiver may have taken the message. `retry_after`: seconds the sender itself knows to wait (a destination whose
+    circuit breaker is open); the reply's own "try again in N" hints are read by the classifier. The category and
+    action come from `classifier.classify_result()`.
     """
 
     code: int | None
@@ -37,6 +39,7 @@ class SendResult:
     mx_host: str = ""
     source_ip: str = ""
     duration: float = 0.0
+    retry_after: int | None = None
 
     @property
     def accepted(self) -> bool:

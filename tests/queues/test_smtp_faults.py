@@ -4,20 +4,25 @@ protocol error that defers the message and drops the connection, never a deliver
 Every test reconciles what the database recorded with what the receiver really accepted: no message may be recorded
 delivered that the receiver did not take."""
 
+import asyncio
+import time
+
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from deliveryhub.testing.cases import TenantTestCase
-from deliveryhub.testing.faultsmtp import FaultSMTP
+from deliveryhub.testing.faultsmtp import SILENT, FaultSMTP
 from deliveryhub.testing.smtp import SMTPSink
 from queues.choices import MessageStatus
-from queues.delivery import state
+from queues.delivery import health, state
+from queues.delivery.classifier import classify_result
+from queues.delivery.mx import Destination
+from queues.delivery.senders.smtp import ConnectionPool, OutboundMessage
 from queues.models import DeliveryAttempt, Message, Route
 from queues.testing import make_sending_domain, make_sending_ips
 
-from .helpers import flush_redis, run_once, send
-
-pytestmark = pytest.mark.django_db
+from .helpers import flush_redis, make_due, run_once, send
 
 
 @override_settings(DEMO_MODE=False, DELIVERY_BATCH_SIZE=50, SMTP_CONNECT_TIMEOUT=3, SMTP_COMMAND_TIMEOUT=3,
@@ -167,3 +172,132 @@ class ClassifyOnceTest(TenantTestCase):
         got = {a.message.rcpt_to: (a.category, a.action) for a in DeliveryAttempt.objects.filter(message__in=rows)}
         self.assertEqual(got, {"someone@gmail.com": ("rate_limited", "defer+slow"),
                                "someone@example.org": ("transient", "defer")})  # fmt: skip
+
+
+# -- the circuit breaker (issue 12 §4) -------------------------------------------------------------------------------
+
+
+def _deliver(port, recipients, *, concurrency=10):
+    """One batch on a fresh pool (as another worker process would be), results classified."""
+
+    async def scenario():
+        pool = ConnectionPool()
+        try:
+            results = await pool.deliver(
+                [OutboundMessage(id=r, mail_from="b@rp.test", rcpt_to=r, data=b"Subject: x\r\n\r\nx\r\n")
+                 for r in recipients],
+                destination=Destination.for_relay("127.0.0.1", port), source_ip="127.0.0.2",
+                ehlo_hostname="mta.test", concurrency=concurrency,
+            )  # fmt: skip
+        finally:
+            await pool.close()
+        return {key: (result, classify_result(result)) for key, result in results.items()}
+
+    return asyncio.run(scenario())
+
+
+@pytest.fixture
+def breaker(settings):
+    settings.SMTP_CONNECT_TIMEOUT = 0.5
+    settings.SMTP_COMMAND_TIMEOUT = 3
+    settings.SMTP_DATA_TIMEOUT = 3
+    settings.SMTP_BREAKER_SECONDS = 300
+    health.clear()
+    yield
+    health.clear()
+
+
+@pytest.mark.parametrize("greeting", [SILENT, "421 4.3.2 Service not available, closing transmission channel"])
+def test_a_tarpit_or_a_421_greeting_gets_one_connection_then_none(breaker, greeting):
+    """A host that never greets (or answers 421 at the greeting) gets one connection from a batch of ten lanes, not
+    ten; the next batch, from any worker, does not connect at all and defers with the reason and when to retry."""
+    with FaultSMTP(greeting=greeting) as sink:
+        first = _deliver(sink.port, [f"u{i}@x.test" for i in range(10)])
+        assert {verdict.action for _, verdict in first.values()} == {"defer"}
+        assert sink.connections == 1
+        second = _deliver(sink.port, [f"v{i}@x.test" for i in range(10)])
+        assert sink.connections == 1
+    for result, verdict in second.values():
+        assert "marked down until" in result.text and "not tried" in result.text
+        assert (verdict.category, verdict.action) == ("connection_error", "defer")
+        assert 250 < verdict.retry_after <= 300
+
+
+def test_a_half_open_host_that_answers_closes_the_breaker(breaker, settings):
+    settings.SMTP_BREAKER_SECONDS = 0.2
+    with FaultSMTP(greeting="421 4.3.2 busy") as sink:
+        _deliver(sink.port, ["a@x.test"])
+        [state_] = health.read([("127.0.0.1", sink.port)]).values()
+        assert state_.failures == 1
+        sink.script("GREETING", "220 fault.test ESMTP")
+        time.sleep(max(0.0, state_.until - time.time()))  # the breaker's time passes: half-open
+        results = _deliver(sink.port, [f"b{i}@x.test" for i in range(5)])
+        assert {verdict.action for _, verdict in results.values()} == {"deliver"}
+        assert len(sink.messages) == 5
+    assert health.read([("127.0.0.1", sink.port)]) == {}
+
+
+def test_failures_in_a_row_lengthen_the_breaker_and_one_incident_counts_once(breaker, settings):
+    settings.SMTP_BREAKER_SECONDS = 10
+    settings.SMTP_BREAKER_MAX_SECONDS = 25
+    first = health.mark_down("mx.test", 25, "timed out")
+    again = health.mark_down("mx.test", 25, "timed out")  # another lane of the same incident
+    assert (first.failures, again.failures, again.until) == (1, 1, first.until)
+    key = health.host_key("mx.test", 25)
+    for failures, wait in ((2, 20), (3, 25)):  # doubling, bounded
+        health.connection().hset(key, "until", 0)  # as if the breaker's time had passed
+        before = time.time()
+        state_ = health.mark_down("mx.test", 25, "timed out")
+        assert state_.failures == failures
+        assert before + wait - 0.001 <= state_.until <= time.time() + wait + 0.001
+
+
+def test_other_hosts_of_the_destination_are_used_while_one_is_down(breaker):
+    with FaultSMTP(greeting=SILENT) as tarpit, FaultSMTP() as good:
+        health.mark_down("127.0.0.1", tarpit.port, "timed out")
+
+        async def scenario():
+            pool = ConnectionPool()
+            destination = Destination(domain="x.test", hosts=[("127.0.0.1", tarpit.port), ("127.0.0.1", good.port)])
+            try:
+                return await pool.deliver(
+                    [OutboundMessage(id=1, mail_from="b@rp.test", rcpt_to="a@x.test", data=b"x\r\n")],
+                    destination=destination, source_ip="127.0.0.2", ehlo_hostname="mta.test",
+                )  # fmt: skip
+            finally:
+                await pool.close()
+
+        [result] = asyncio.run(scenario()).values()
+        assert result.accepted
+        assert (tarpit.connections, good.connections) == (0, 1)
+
+
+@override_settings(DEMO_MODE=False, SMTP_CONNECT_TIMEOUT=0.5, SMTP_BREAKER_SECONDS=300)
+class BreakerEngineTest(TenantTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        cls.domain = make_sending_domain(cls.tenant_a, "mail-a.test")
+        cls.node, cls.ips, cls.pool = make_sending_ips(("127.0.0.2",))
+
+    def setUp(self):
+        flush_redis()
+        self.addCleanup(state.close)
+
+    def test_the_second_batch_to_a_tarpit_does_not_connect(self):
+        sink = FaultSMTP(greeting=SILENT).start()
+        self.addCleanup(sink.stop)
+        Route.objects.create(tenant=self.tenant_a, pattern="*", host="127.0.0.1", port=sink.port)
+        rows = send(self.tenant_a, [f"t{i}@example.com" for i in range(20)])
+        run_once()
+        self.assertEqual(sink.connections, 1)
+        state.close()  # a fresh worker process: only Redis remembers
+        make_due()
+        run_once()
+        self.assertEqual(sink.connections, 1)
+        messages = Message.objects.filter(pk__in=[m.pk for m in rows])
+        self.assertEqual({m.status for m in messages}, {MessageStatus.DEFERRED})
+        self.assertEqual({m.attempts for m in messages}, {2})
+        last = DeliveryAttempt.objects.filter(message__in=rows).order_by("-time").first()
+        self.assertIn("marked down until", last.text)
+        self.assertTrue(all((m.next_attempt_at - timezone.now()).total_seconds() > 250 for m in messages))

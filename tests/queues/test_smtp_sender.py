@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from queues.delivery import mx, state
+from queues.delivery import health, mx, state
 from queues.delivery.classifier import classify_result
 from queues.delivery.mx import Destination, resolve_destination
 from queues.delivery.senders.smtp import ConnectionPool, OutboundMessage
@@ -23,8 +23,10 @@ def _fast_timeouts(settings):
     settings.SMTP_COMMAND_TIMEOUT = 3
     settings.SMTP_DATA_TIMEOUT = 3
     settings.SMTP_TLS_CA_FILE = ""
+    health.clear()
     yield
     mx.clear_cache()
+    health.clear()
 
 
 def _messages(*recipients, data=BODY):

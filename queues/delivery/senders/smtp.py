@@ -7,6 +7,12 @@ refused or timed out tried last), sends messages one after another on it, and gi
 across calls (and RQ jobs, see `queues.delivery.state`) until `max_messages_per_connection` (then QUIT and a new
 one) or `idle_timeout`. With 50 ms of reply latency one connection carries ~10 messages a second, so throughput
 comes from many lanes, bounded by `max_per_destination` and the caller's `concurrency` (throttles).
+
+A host this process has no recent proof of (no connection to it in PROVEN_SECONDS) gets one connection first, the
+*probe*; the other lanes wait for it and connect only when it succeeded, so a host that answers 421 at the greeting
+or never greets gets one connection per process, not one per lane. The circuit breaker (`queues.delivery.health`,
+shared through Redis) is read once per batch: hosts marked down are not tried, and when every host of the
+destination is down the batch defers at once.
 """
 
 from __future__ import annotations
@@ -20,13 +26,15 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from .. import health
 from ..endpoint import OPPORTUNISTIC, REQUIRED, ConnectFailed, Endpoint, NotSent, Timeouts, address_family_matches
 from ..mx import Destination, resolve_host
 from ..result import CONNECT, MAIL_FROM, SendResult
 
 logger = logging.getLogger(__name__)
 
-HOST_DOWN_SECONDS = 60  # a host that refused or timed out is tried after the others for this long
+HOST_DOWN_SECONDS = 60  # a host that refused or timed out is tried after the others for this long (in this process)
+PROVEN_SECONDS = 300  # a host that took a connection this recently gets many at once; otherwise the first opens alone
 UNVERIFIED_RECHECK_SECONDS = 3600  # opportunistic TLS: how long a certificate that failed verification is not checked
 TLS_BROKEN_RECHECK_SECONDS = 3600  # opportunistic TLS: how long a host whose TLS handshake failed gets plain text
 
@@ -63,6 +71,8 @@ class ConnectionPool:
         self._conditions: dict[tuple, asyncio.Condition] = {}
         self._users: dict[tuple, int] = collections.defaultdict(int)  # tasks holding or waiting for a key's lock
         self._down_until: dict[tuple, float] = {}
+        self._proven: dict[tuple, float] = {}  # (host, port) -> when a connection to it last succeeded
+        self._probes: dict[tuple, asyncio.Future] = {}  # (host, port) -> the first connection's outcome, while open
         self._unverified_until: dict[tuple, float] = {}  # (host, port) whose certificate failed: not checked till
         self._tls_broken_until: dict[tuple, float] = {}  # (host, port) whose TLS handshake failed: plain text till
         self._closing: set[asyncio.Task] = set()
@@ -106,6 +116,10 @@ class ConnectionPool:
             return {message.id: destination.error for message in messages}
         policy = REQUIRED if (tls_policy == REQUIRED or destination.tls_required) else OPPORTUNISTIC
         batch = _Batch(self, messages, destination, source_ip, ehlo_hostname, policy, stop_when)
+        batch.health = await asyncio.to_thread(health.read, destination.hosts)
+        if not batch.ordered_hosts():  # every host's breaker is open: defer without connecting
+            result = batch.breaker_result()
+            return {message.id: result for message in messages}
         if max_messages_per_connection:
             batch.max_messages = min(batch.max_messages, int(max_messages_per_connection))
         lanes = max(1, min(int(concurrency or 1), len(messages), self.max_per_destination))
@@ -140,13 +154,19 @@ class ConnectionPool:
         failure: ConnectFailed | None = None
         for host, port in hosts:
             try:
-                return await self._open_to(batch, host, port)
+                endpoint = await self._open_to(batch, host, port)
             except ConnectFailed as error:
                 failure = error
                 if error.host_down:
                     self._down_until[(batch.source_ip, host, port)] = time.monotonic() + HOST_DOWN_SECONDS
+                    if not error.probed:  # a lane that waited on the probe: the prober counted it already
+                        await asyncio.to_thread(health.mark_down, host, port, error.result.smtp_output)
                 if not error.next_host:
                     break
+                continue
+            if batch.health.pop((host, port), None) is not None:  # half-open, and it answered: close the breaker
+                await asyncio.to_thread(health.mark_up, host, port)
+            return endpoint
         raise failure
 
     async def _take_idle(self, key) -> Endpoint | None:
@@ -162,24 +182,45 @@ class ConnectionPool:
 
     async def _open_to(self, batch: _Batch, host: str, port: int) -> Endpoint:
         key = batch.key(host, port)
-        async with self._locked(key) as condition:
-            while self._open[key] >= self.max_per_destination:
-                if self._idle[key]:
-                    endpoint = self._idle[key].pop()
-                    if endpoint.usable:
-                        endpoint.reused = True
-                        return endpoint
-                    self._discard(key, endpoint)
-                    continue
-                await condition.wait()
-            self._open[key] += 1
+        while True:
+            async with self._locked(key) as condition:
+                while self._open[key] >= self.max_per_destination:
+                    if self._idle[key]:
+                        endpoint = self._idle[key].pop()
+                        if endpoint.usable:
+                            endpoint.reused = True
+                            return endpoint
+                        self._discard(key, endpoint)
+                        continue
+                    await condition.wait()
+                probe = self._probes.get((host, port))
+                if probe is None:
+                    self._open[key] += 1
+                    proven = self._proven.get((host, port), -PROVEN_SECONDS) > time.monotonic() - PROVEN_SECONDS
+                    if not proven:  # this lane is the probe: the others wait for its outcome
+                        probe = self._probes[(host, port)] = asyncio.get_running_loop().create_future()
+                    else:
+                        probe = None
+                    break
+            failure = await asyncio.shield(probe)  # another lane is probing the host
+            if failure is not None:
+                raise ConnectFailed(failure.result, next_host=failure.next_host, host_down=failure.host_down,
+                                    probed=True)  # fmt: skip
         try:
             endpoint = await self._connect(batch, host, port)
-        except BaseException:
+        except BaseException as error:
             async with self._locked(key) as condition:
                 self._open[key] -= 1
                 condition.notify()
+            if probe is not None:
+                del self._probes[(host, port)]
+                probe.set_result(error if isinstance(error, ConnectFailed) else None)  # cancelled: let others try
+            self._proven.pop((host, port), None)
             raise
+        if probe is not None:
+            del self._probes[(host, port)]
+            probe.set_result(None)
+        self._proven[(host, port)] = time.monotonic()
         self.connections_opened += 1
         return endpoint
 
@@ -292,6 +333,9 @@ class ConnectionPool:
             for host, until in list(expiries.items()):
                 if until <= now:
                     del expiries[host]
+        for host, proven in list(self._proven.items()):
+            if proven <= now - PROVEN_SECONDS:
+                del self._proven[host]
         return closed
 
     async def close(self) -> None:
@@ -318,16 +362,32 @@ class _Batch:
         self.retried: set = set()
         self.max_messages = pool.max_messages_per_connection
         self.halted = False  # a rate-limit reply came: take no more messages
+        self.health: dict[tuple[str, int], health.HostHealth] = {}  # the breaker's view of the hosts (deliver())
 
     def key(self, host: str, port: int) -> tuple:
         return (self.source_ip, host, port, self.ehlo_hostname, self.tls_policy, self.destination.username)
 
     def ordered_hosts(self) -> list[tuple[str, int]]:
-        """Destination hosts in order, those that just refused or timed out last."""
-        now = time.monotonic()
+        """Destination hosts in order, without those whose circuit breaker is open; those that just refused or timed
+        out in this process last."""
+        now, wall = time.monotonic(), time.time()
         down = self.pool._down_until
-        up = [h for h in self.destination.hosts if down.get((self.source_ip, *h), 0) <= now]
-        return up + [h for h in self.destination.hosts if h not in up]
+        hosts = [h for h in self.destination.hosts if not (h in self.health and self.health[h].down(wall))]
+        up = [h for h in hosts if down.get((self.source_ip, *h), 0) <= now]
+        return up + [h for h in hosts if h not in up]
+
+    def breaker_result(self) -> SendResult:
+        """The deferral of a batch whose every host is marked down: when the first breaker opens, and why."""
+        wall = time.time()
+        (host, port), state = min(self.health.items(), key=lambda item: item[1].until)
+        wait = max(1, int(state.until - wall + 0.999))
+        when = time.strftime("%H:%M:%S", time.gmtime(state.until))
+        text = (
+            f"{host}:{port} is marked down until {when} UTC after {state.failures} failure(s) in a row "
+            f"({state.reason}): not tried"
+        )
+        return SendResult(None, None, text, stage=CONNECT, connect_error=True, mx_host=host, source_ip=self.source_ip,
+                          retry_after=wait)  # fmt: skip
 
     def record(self, message: OutboundMessage, result: SendResult) -> None:
         self.results[message.id] = result
