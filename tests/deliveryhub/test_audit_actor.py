@@ -11,6 +11,7 @@ from ippools.testing import make_ip, make_node, make_pool
 from queues import services as queue_services
 from queues.services import Submission
 from queues.testing import make_sending_domain
+from queues.webhooks import services as webhook_services
 
 
 class ActingUserTest(TenantTestCase):
@@ -88,4 +89,15 @@ class ServicesOutsideARequestTest(TenantTestCase):
             seq = self.last_seq()
             otp.regenerate_recovery_codes(self.bob, acting_user=self.alice)
             otp.disable_otp(self.bob, acting_user=self.alice)
+            self.assertActor(self.newer_than(seq), (ActorType.USER, str(self.alice.pk)))
+
+    def test_webhook_services(self):
+        with audit.audit_context(principal=None):
+            seq = self.last_seq()
+            webhook, _ = webhook_services.create_webhook(
+                self.tenant_a, url="https://93.184.215.14/hook", acting_user=self.alice
+            )  # a public address literal: nothing is resolved or fetched
+            webhook_services.update_webhook(webhook, description="orders", acting_user=self.alice)
+            webhook_services.rotate_secret(webhook, acting_user=self.alice)
+            webhook_services.send_test_event(webhook, acting_user=self.alice)
             self.assertActor(self.newer_than(seq), (ActorType.USER, str(self.alice.pk)))
