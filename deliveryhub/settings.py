@@ -455,11 +455,11 @@ DELIVERY_SCHEDULE_LEASE_SECONDS = env_int(
 )
 DELIVERY_MAX_LEASE_RECLAIMS = env_int("DELIVERYHUB_MAX_LEASE_RECLAIMS", 3)  # workers died on a message: then held
 DELIVERY_MAX_SCHEDULE_SECONDS = env_int("DELIVERYHUB_MAX_SCHEDULE_SECONDS", 30 * 86400)  # furthest `send_at` accepted
-# seconds between dequeuer runs
+# seconds between scheduler runs
 DELIVERY_SCHEDULER_INTERVAL = env_int(
     "DELIVERYHUB_SCHEDULER_INTERVAL", 2, old=("DELIVERYHUB_DELIVERY_SCHEDULER_INTERVAL",)
 )
-# ready messages one dequeuer run looks at
+# ready messages one scheduler run looks at
 DELIVERY_SCAN_LIMIT = env_int("DELIVERYHUB_SCAN_LIMIT", 20000, old=("DELIVERYHUB_DELIVERY_SCAN_LIMIT",))
 # seconds RQ gives one batch job
 DELIVERY_JOB_TIMEOUT = env_int("DELIVERYHUB_JOB_TIMEOUT", 300, old=("DELIVERYHUB_DELIVERY_JOB_TIMEOUT",))

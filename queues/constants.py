@@ -1,6 +1,9 @@
 """Named constants of the queues app: queue names, VERP format, limits that are not operator settings."""
 
 DELIVERY_QUEUE_PREFIX = "delivery-"  # a node's delivery queue is "delivery-<node name>"
+DELIVER_BATCH_JOB = (
+    "queues.delivery.worker.deliver_batch"  # the batch job, by name: the scheduler imports no worker code
+)
 VERP_LOCAL_PREFIX = "b"  # envelope sender local part: "b-<message uuid hex>"
 VERP_SEPARATOR = "-"
 

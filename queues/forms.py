@@ -3,7 +3,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from . import services
+from .delivery.destination import mail_path
 from .mime import normalize_address
 from .models import BounceRule, Route
 
@@ -68,7 +68,7 @@ class TestMessageForm(forms.Form):
         except ValidationError as error:
             self.add_error(None, error)
             return data
-        self.path = services.mail_path(self.tenant.pk, address.rpartition("@")[2].lower())
+        self.path = mail_path(self.tenant.pk, address.rpartition("@")[2].lower())
         if self.path.reaches_real_recipient and not data.get("send_for_real"):
             self.add_error(
                 "send_for_real", f"Mail to this address goes {self.path.text}, not to the Test inbox. Tick the box to "

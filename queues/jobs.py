@@ -9,7 +9,7 @@ from deliveryhub import leader
 from deliveryhub.jobs import system_job
 
 from .campaigns import jobs as campaign_jobs  # noqa: F401  (registers the campaign monitor and suppression expiry)
-from .delivery import dequeuer
+from .delivery import scheduler
 from .models import IdempotencyKey
 from .webhooks import dispatch as webhook_dispatch
 
@@ -24,7 +24,7 @@ def schedule_deliveries():
     Only under the current scheduler lease: a job enqueued by a scheduler that has since lost it does nothing.
     """
     leader.check_fence()
-    return dequeuer.schedule()
+    return scheduler.schedule()
 
 
 @system_job(interval=IDEMPOTENCY_PRUNE_SECONDS, name="queues.prune_idempotency_keys")

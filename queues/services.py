@@ -31,7 +31,7 @@ from . import bulk
 from .choices import EventKind, MessagePriority, MessageStatus, SuppressionReason
 from .constants import CAPACITY_WAIT_PREFIX, ENVELOPE_ADDRESS_MAX, IDEMPOTENCY_KEY_MAX, METADATA_MAX_BYTES, TAG_MAX
 from .mime import Content, build_message, normalize_address, normalize_raw, parse_mailbox, parse_mailboxes
-from .models import IdempotencyKey, Message, MessageContent, MessageEvent, Route, SmtpCredential, Suppression
+from .models import IdempotencyKey, Message, MessageContent, MessageEvent, SmtpCredential, Suppression
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +103,6 @@ def sending_domain_for(tenant, domain_name, field_name="from"):
     if not allowed:
         raise ValidationError({field_name: reason})
     return domain
-
-
-def _domain_may_send(domain):
-    """(allowed, reason) of `SendingDomain.can_send()`, for the delivery processor that still imports this name."""
-    return domain.can_send()
 
 
 def _pool_for(tenant, name):
@@ -470,48 +465,9 @@ def authenticate_smtp(username, password):
     return credential
 
 
-def route_for(tenant_id, domain, routes=None):
-    """The tenant's enabled route for a recipient domain (most specific match), or None."""
-    if routes is None:
-        routes = list(Route.objects.filter(tenant_id=tenant_id, enabled=True))
-    matching = [r for r in routes if r.tenant_id == tenant_id and r.enabled and r.matches(domain)]
-    if not matching:
-        return None
-    return min(matching, key=lambda r: (r.specificity(), r.priority, r.pk))
-
-
 # ---------------------------------------------------------------------------------------------------------------------
-# Where mail goes, and mail waiting for capacity
+# Mail waiting for capacity (where mail goes: queues/delivery/destination.py)
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MailPath:
-    """Where mail to one recipient domain goes: `kind` is "route" (a relay), "capture" (the demo capture server) or
-    "mx" (the domain's MX hosts, i.e. the real recipient), `route` the matching route, `text` the same in words."""
-
-    kind: str
-    route: object = None
-    text: str = ""
-
-    @property
-    def reaches_real_recipient(self):
-        """Whether mail on this path leaves the machine for a real mailbox (not the capture server)."""
-        return self.kind != "capture"
-
-
-def mail_path(tenant_id, domain, routes=None):
-    """Where the tenant's mail to `domain` goes: its most specific enabled route, else (demo mode) the capture server,
-    else the domain's MX hosts. Demo capture catches whatever no route matches: adding a route for one domain does
-    not send every other domain's mail out. The Routes and Test inbox pages say this; the engine's destination
-    decision is the same one."""
-    route = route_for(tenant_id, domain, routes)
-    if route is not None:
-        return MailPath("route", route, f"to the relay {route.host}:{route.port} (route {route.pattern})")
-    if settings.DEMO_MODE:
-        capture = f"{settings.CAPTURE_SMTP_HOST}:{settings.CAPTURE_SMTP_PORT}"
-        return MailPath("capture", None, f"to the demo capture server ({capture}): it appears in the Test inbox")
-    return MailPath("mx", None, f"to the MX hosts of {domain}: the real recipient")
 
 
 def release_capacity_waits(*, now=None):

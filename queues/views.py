@@ -22,6 +22,7 @@ from domains.models import SendingDomain
 from . import services
 from .choices import MESSAGE_STATUS_BADGES, MessageStatus
 from .constants import TEST_INBOX_PAGE_SIZE
+from .delivery.destination import mail_path
 from .filtersets import BounceRuleFilterSet, MessageFilterSet, RouteFilterSet
 from .forms import BounceRuleForm, RouteForm, TestMessageForm
 from .models import BounceRule, CapturedMessage, Message, Route
@@ -133,7 +134,7 @@ class RouteListView(ObjectListView):
             "capture_note": demo_capture_note(),
             "demo_mode": settings.DEMO_MODE,
             "check": check,
-            "check_path": services.mail_path(request.tenant.pk, check) if check else None,
+            "check_path": mail_path(request.tenant.pk, check) if check else None,
         }
 
 
@@ -300,4 +301,3 @@ class TestInboxView(PanelView):
             "may_send": self.may(request, Action.ADD),
         }
         return render(request, "queues/test_inbox.html", context, status=status)
-

@@ -12,7 +12,7 @@ Ids come from a sequence, but transactions commit out of order: a run stops at t
 ROLLUP_SETTLE_SECONDS, so a batch still committing is read on the next run. A transaction that takes longer than
 that to commit could be passed over; `manage.py rebuild_rollups --since …` recounts any range from the source rows.
 
-A message without a pool of its own counts in the pool the scheduler sends it from (`dequeuer.default_pool`: the
+A message without a pool of its own counts in the pool the scheduler sends it from (`scheduler.default_pool`: the
 tenant's default for its kind of mail, as it stands when the job runs, seconds later). Provider is judged as the
 engine judges it (`ippools.providers.provider_for`: the recipient domain, then the MX host
 the attempt went to). Events take the source IP, node and MX host of the message's last attempt.
@@ -34,7 +34,7 @@ from django.utils import timezone
 from deliveryhub.models import Tenant
 from ippools.providers import provider_for
 from queues.choices import AttemptStatus, EventKind
-from queues.delivery.dequeuer import default_pool
+from queues.delivery.scheduler import default_pool
 from queues.models import DeliveryAttempt, Message, MessageEvent
 
 from .constants import LATENCY_BUCKETS, LATENCY_FIELDS, REPLY_TEXT_MAX, ROLLUP_CURSORS

@@ -21,8 +21,7 @@ from ippools.choices import Provider
 from ippools.providers import provider_for
 
 from ..constants import BULK_SENDER_THRESHOLD, GATE_MX_LOOKUPS_MAX
-from ..delivery.dequeuer import provider_of
-from ..models import Route
+from ..delivery.destination import destination_for, tenant_routes
 from .fanout import recipient_contacts
 
 logger = logging.getLogger(__name__)
@@ -101,13 +100,13 @@ def bulk_recipients(campaign, contacts=None):
     bulk = sum(n for domain, n in counts if provider_for(domain) in BULK_PROVIDERS)
     others = [(domain, n) for domain, n in counts if provider_for(domain) not in BULK_PROVIDERS]
     left = sum(n for _, n in others)
-    routes = list(Route.objects.filter(tenant_id=campaign.tenant_id, enabled=True))
+    routes = tenant_routes(campaign.tenant_id)
     for domain, n in others[:GATE_MX_LOOKUPS_MAX]:
         if bulk >= BULK_SENDER_THRESHOLD or bulk + left < BULK_SENDER_THRESHOLD:
             break
         left -= n
         try:
-            if provider_of(campaign.tenant_id, domain, routes) in BULK_PROVIDERS:
+            if destination_for(campaign.tenant_id, domain, routes).provider in BULK_PROVIDERS:
                 bulk += n
         except Exception:  # DNS trouble: judged by the name alone (done above)
             logger.warning("The gate could not look up the MX hosts of %s", domain, exc_info=True)

@@ -1,1 +1,2 @@
-"""The delivery engine: dequeuer, processor, senders, classifier, DKIM, MX resolution."""
+"""The delivery engine: scheduler, lease, destination, processor, worker, senders, classifier, DKIM, MX resolution
+(docs/delivery.md walks the path from intake to the receiving server)."""

@@ -1,13 +1,18 @@
 """
-The processor: one batch of claimed messages through an ordered list of verb-named steps.
+The processor: one batch of claimed messages through an ordered list of verb-named steps, the whole path:
 
-    check_suppression → check_domain_verified → check_send_limits → sign_dkim → send_via_sender → record → finish
+    check_suppression → check_domain → check_limits → resolve_destination → sign → send → settle → finish
 
-Every step works on the whole batch (a `Batch` of `Item`s) and settles the items it decides (an `Outcome`);
-later steps see only the items still open. A failure that belongs to one message (a broken key, a content
-that cannot be read) settles that message as deferred with the error recorded — one poison message never
-stops its batch, and the worker never crash-loops. `finish()` writes every outcome in bulk, in one
-transaction, and only for rows whose lease this worker still holds.
+Every step works on the whole batch (a `Batch` of `Item`s) and decides what it can: it settles an item (an
+`Outcome`: delivered, bounced, deferred, suppressed, or "release" = give back unsent), and later steps see only the
+items still open. A step that finds nothing open raises `StopProcessing` (`Batch.pending()`), and the batch goes
+straight to `finish`. A failure that belongs to one message (a broken key, a content that cannot be read) settles
+that message as deferred with the error recorded — one poison message never stops its batch, and the worker never
+crash-loops. `finish` writes every outcome in bulk, in one transaction, and only for rows whose lease this
+worker's token still holds.
+
+Where the batch goes (route, demo capture server or MX hosts, and the provider it counts against) is decided by
+`destination.destination_for`, the same function the scheduler used, before anything is signed.
 """
 
 import logging
@@ -18,12 +23,25 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from domains.choices import TLSPolicy
+from domains.models import SendingDomain
+from domains.services import signing_keys
+from ippools import services as ip_services
+from ippools.choices import Provider
+from ippools.models import IPAddress
+from ippools.providers import provider_for
+
 from ..choices import AttemptStatus, EventKind, MessageStatus, RuleAction, SuppressionReason
 from ..constants import ATTEMPT_TEXT_MAX, STATUS_DETAIL_MAX
-from ..models import BounceRule, DeliveryAttempt, Message, MessageContent, MessageEvent, Route, Suppression
-from . import dequeuer
+from ..models import BounceRule, DeliveryAttempt, Message, MessageContent, MessageEvent, Suppression
+from ..services import suppress_addresses
+from . import lease, state
+from .backoff import is_expired, next_attempt_delay
 from .classifier import classify_result
+from .destination import destination_for, tenant_routes
+from .dkim import DkimSigner, sign_message
 from .result import SendResult
+from .senders.smtp import OutboundMessage
 
 logger = logging.getLogger(__name__)
 
@@ -31,19 +49,20 @@ POISON_RETRY_SECONDS = 900  # a message that broke processing is retried after t
 DOMAIN_BLOCKED_RETRY_SECONDS = 600  # the sending domain may not send: look again after this long
 UPDATE_CHUNK = 500  # ids per UPDATE … WHERE id IN (…)
 SIGNER_CACHE_SIZE = 1000  # loaded DKIM keys kept per worker process
+RELEASE = "release"  # an Outcome status: give the row back unsent, no attempt counted
 
 
 class StopProcessing(Exception):
-    """Raised by a step to end the batch early (everything still open is released unsent)."""
+    """Raised when a batch has nothing left for the next steps: processing goes straight to `finish`."""
 
 
 @dataclass
 class Outcome:
     """How one message's processing ended in this batch."""
 
-    status: str  # a MessageStatus, or "release" (give back unsent)
+    status: str  # a MessageStatus, or RELEASE (give back unsent)
     detail: str = ""
-    result: object = None  # the SendResult when an SMTP try happened
+    result: SendResult | None = None  # the SendResult when an SMTP try happened
     category: str = ""
     action: str = ""
     suppress: str = ""  # a SuppressionReason when the recipient must be suppressed
@@ -53,24 +72,44 @@ class Outcome:
 
 @dataclass
 class Item:
+    """One claimed message in a batch: its signed bytes, the sender's result, and how it ended."""
+
     message: Message
     data: bytes = b""
+    result: SendResult | None = None  # what `send` got back (None: not tried, or no answer)
+    verdict: object = None  # classifier.Classification of the result
+    sent: bool = False  # handed to the sender
     outcome: Outcome | None = None
 
 
 @dataclass
 class Batch:
-    token: str
+    """The claimed messages of one batch job (one tenant, pool and recipient domain) and what the steps found."""
+
+    token: str  # the lease token of the claim (queues/delivery/lease.py)
     items: list
     now: object = field(default_factory=timezone.now)
-    route: object = None
-    destination: object = None
-    rules: list = field(default_factory=list)
-    provider: str | None = None  # the destination's mailbox provider (batch_provider)
+    target: object = None  # destination.Target: route, capture or MX, and the provider
+    rules: list = field(default_factory=list)  # admins' bounce rules, tried before the defaults
     rate_limited: set = field(default_factory=set)  # source IP ids slowed by this batch
 
     def open(self):
+        """Items no step has settled yet."""
         return [item for item in self.items if item.outcome is None]
+
+    def pending(self):
+        """The open items; `StopProcessing` when there are none (the remaining steps have nothing to do)."""
+        items = self.open()
+        if not items:
+            raise StopProcessing("no open message left")
+        return items
+
+    @property
+    def provider(self):
+        """The mailbox provider the batch counts against (the scheduler judged it the same way)."""
+        if self.target is not None:
+            return self.target.provider
+        return provider_for(self.items[0].message.rcpt_domain)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -80,9 +119,7 @@ class Batch:
 
 def check_suppression(batch):
     """Recipients suppressed since intake are never sent to."""
-    items = batch.open()
-    if not items:
-        return
+    items = batch.pending()
     tenant_id = items[0].message.tenant_id
     suppressed = set(
         Suppression.objects.filter(
@@ -96,38 +133,39 @@ def check_suppression(batch):
             )
 
 
-def check_domain_verified(batch):
-    """A sending domain that may no longer send (DNS broken, disabled) defers its messages."""
-    from ..services import _domain_may_send
-
+def check_domain(batch):
+    """A sending domain that may no longer send (DNS broken, disabled) gives its messages back for later."""
     verdicts = {}
-    for item in batch.open():
+    for item in batch.pending():
         domain = item.message.sending_domain
         if domain.pk not in verdicts:
-            verdicts[domain.pk] = _domain_may_send(domain)
+            verdicts[domain.pk] = domain.can_send()
         allowed, reason = verdicts[domain.pk]
         if not allowed:
             item.outcome = Outcome(
-                "release", f"Sending domain blocked: {reason}",
+                RELEASE, f"Sending domain blocked: {reason}",
                 retry_at=batch.now + timezone.timedelta(seconds=DOMAIN_BLOCKED_RETRY_SECONDS),
             )  # fmt: skip
 
 
-def check_send_limits(batch):
-    """The source IP chosen by the scheduler must still be usable and owned by this node; else give rows back."""
-    for item in batch.open():
+def check_limits(batch):
+    """The source IP chosen by the scheduler must still be owned by this node; else give the rows back."""
+    for item in batch.pending():
         ip = item.message.source_ip
         if ip is None or ip.node.name != settings.NODE_NAME:
-            item.outcome = Outcome("release", "Source IP not owned by this node: rescheduled.")
+            item.outcome = Outcome(RELEASE, "Source IP not owned by this node: rescheduled.")
 
 
-def signing_keys(domain):
-    """The domain's keys that sign now (the domains app decides; active keys when it has no opinion yet)."""
-    try:
-        from domains.services import signing_keys as domain_signing_keys
-    except ImportError:
-        return list(domain.dkim_keys.filter(state="active"))
-    return list(domain_signing_keys(domain))
+def resolve_destination(batch):
+    """Where this batch goes (`destination_for`: route, demo capture server or MX hosts, and the provider), decided
+    before signing: a destination that settles the mail without connecting (null MX, NXDOMAIN, SERVFAIL) settles it
+    here, and nothing is signed for it."""
+    first = batch.pending()[0].message
+    batch.target = destination_for(first.tenant_id, first.rcpt_domain, tenant_routes(first.tenant_id))
+    if batch.target.error is not None:
+        for item in batch.open():
+            item.result = batch.target.error
+            _settle_one(batch, item)
 
 
 _signer_cache = {}  # (key pk, last change) -> DkimSigner: loading a private key costs more than signing with it
@@ -135,29 +173,23 @@ _signer_cache = {}  # (key pk, last change) -> DkimSigner: loading a private key
 
 def _signers_for(domain):
     """The domain's signers: keys looked up every batch (rotations apply at once), each key loaded once."""
-    from .dkim import DkimSigner
-
     signers = []
     for key in signing_keys(domain):
-        cache_key = (key.pk, getattr(key, "last_updated", None))
+        cache_key = (key.pk, key.last_updated)
         signer = _signer_cache.get(cache_key)
         if signer is None:
             if len(_signer_cache) >= SIGNER_CACHE_SIZE:
                 _signer_cache.clear()
-            signer = DkimSigner(
-                domain.name, key.selector, key.private_key_pem(), getattr(key, "algorithm", "rsa-sha256")
-            )
+            signer = DkimSigner(domain.name, key.selector, key.private_key_pem(), key.algorithm)
             _signer_cache[cache_key] = signer
         signers.append(signer)
     return signers
 
 
-def sign_dkim(batch):
-    """Sign each content once per batch (recipients of one content share its signature)."""
-    from .dkim import sign_message
-
+def sign(batch):
+    """DKIM-sign each content once per batch (recipients of one content share its signature)."""
     signed, signers_by_domain = {}, {}
-    for item in batch.open():
+    for item in batch.pending():
         message = item.message
         key = (message.content_id, message.sending_domain_id)
         try:
@@ -176,46 +208,12 @@ def sign_dkim(batch):
             )  # fmt: skip
 
 
-def resolve(batch):
-    """Where this batch goes: the tenant's route, the demo capture server, or the domain's MX hosts."""
-    from .mx import Destination, resolve_destination
-
-    items = batch.open()
-    if not items:
-        return
-    first = items[0].message
-    routes = list(Route.objects.filter(tenant_id=first.tenant_id, enabled=True))
-    from ..services import route_for
-
-    batch.route = route_for(first.tenant_id, first.rcpt_domain, routes)
-    if batch.route is not None:
-        r = batch.route
-        batch.destination = Destination.for_relay(
-            r.host, r.port, username=r.username or None, password=r.password or None, tls_required=r.tls_required
-        )
-    elif settings.DEMO_MODE and not Route.objects.filter(enabled=True).exists():
-        batch.destination = Destination.for_relay(settings.CAPTURE_SMTP_HOST, settings.CAPTURE_SMTP_PORT)
-    else:
-        batch.destination = resolve_destination(first.rcpt_domain)
-
-
-def send_via_sender(batch):
-    """Hand the open messages to the connection pool (many connections at once) and classify the replies."""
-    from . import state
-    from .senders.smtp import OutboundMessage
-
-    resolve(batch)
-    items = batch.open()
-    if not items:
-        return
-    destination = batch.destination
-    error = getattr(destination, "error", None)
-    if error is not None:  # null MX, NXDOMAIN, SERVFAIL: decided without connecting
-        for item in items:
-            _settle(batch, item, error)
-        return
+def send(batch):
+    """Hand the open messages to the connection pool (many connections at once), per source IP; the results go on
+    the items for `settle`. A pair suspended since scheduling, or rate limited now, gives back what was not tried."""
+    destination = batch.target.destination
     by_ip = {}
-    for item in items:
+    for item in batch.pending():
         by_ip.setdefault(item.message.source_ip_id, []).append(item)
     for group in by_ip.values():
         ip = group[0].message.source_ip
@@ -223,7 +221,8 @@ def send_via_sender(batch):
         if limits is not None and limits.suspended_until is not None:  # suspended since scheduling: give back
             _release_rate_limited(batch, group, limits.suspended_until)
             continue
-        tls_policy = "required" if (batch.route and batch.route.tls_required) else _tls_policy(group[0].message)
+        route = batch.target.route
+        tls_policy = TLSPolicy.REQUIRED if (route and route.tls_required) else _tls_policy(group[0].message)
         outbound = [
             OutboundMessage(id=item.message.pk, mail_from=item.message.mail_from, rcpt_to=item.message.rcpt_to,
                             data=item.data)
@@ -239,34 +238,29 @@ def send_via_sender(batch):
         )  # fmt: skip
         logger.info("Sent %d message(s) to %s from %s in %.2fs", len(results), group[0].message.rcpt_domain,
                     ip.address, time.monotonic() - started)  # fmt: skip
-        verdicts = {pk: _classify(batch, result) for pk, result in results.items()}
-        limited = [(results[pk], v) for pk, v in verdicts.items() if v.action == RuleAction.DEFER_SLOW]
+        for item in group:
+            item.sent = True
+            item.result = results.get(item.message.pk)
+            item.verdict = _classify(batch, item.result) if item.result is not None else None
+        limited = [(item.result, item.verdict) for item in group
+                   if item.verdict is not None and item.verdict.action == RuleAction.DEFER_SLOW]  # fmt: skip
         if limited:  # the receiver asked us to slow down: slow the pair now, give back what was not tried
             until = _rate_limited(batch, ip, limited)
-            _release_rate_limited(batch, [item for item in group if item.message.pk not in results], until)
-        for item in group:
-            if item.outcome is None:
-                _settle(batch, item, results.get(item.message.pk), verdicts.get(item.message.pk))
+            _release_rate_limited(batch, [item for item in group if item.result is None], until)
 
 
-def batch_provider(batch):
-    """The provider of the batch's destination: from the domain and its MX hosts (the name alone for a route or the
-    capture server), as the scheduler judged it (queues.delivery.dequeuer.provider_of)."""
-    from ippools.providers import provider_for
-
-    if batch.provider is None:
-        destination = batch.destination
-        hosts = [] if destination is None or destination.relay else [host for host, _ in destination.hosts]
-        batch.provider = provider_for(batch.items[0].message.rcpt_domain, hosts)
-    return batch.provider
+def settle(batch):
+    """Turn each tried message's result into its outcome (a message handed to the sender without an answer is
+    deferred as a transient failure)."""
+    for item in batch.pending():
+        if item.sent:
+            _settle_one(batch, item)
 
 
 def _pair_limits(batch, ip):
     """The (source IP, provider) pair's limits now (ippools: throttle rules, adaptive slow-down, suspension)."""
-    from ippools import services as ip_services
-
     try:
-        return ip_services.pair_limits(ip, batch_provider(batch), tenant_id=batch.items[0].message.tenant_id,
+        return ip_services.pair_limits(ip, batch.provider, tenant_id=batch.items[0].message.tenant_id,
                                        connections=settings.DELIVERY_BATCH_CONCURRENCY)  # fmt: skip
     except Exception:  # throttle state unreadable (Redis away): send with the defaults rather than not at all
         logger.exception("Reading the throttle state of %s failed", ip)
@@ -275,44 +269,38 @@ def _pair_limits(batch, ip):
 
 def _rate_limited(batch, ip, limited):
     """Slow and suspend the pair after rate-limit replies ([(result, verdict)]); returns when it may send again."""
-    from ippools import services as ip_services
-
     batch.rate_limited.add(ip.pk)
     hint = max((verdict.retry_after or 0 for _, verdict in limited), default=0)
     try:
-        state = ip_services.rate_limited(ip, batch_provider(batch), reply=limited[0][0].smtp_output, hint=hint)
+        throttle = ip_services.rate_limited(ip, batch.provider, reply=limited[0][0].smtp_output, hint=hint)
     except Exception:
-        logger.exception("Slowing %s toward %s failed", ip, batch_provider(batch))
+        logger.exception("Slowing %s toward %s failed", ip, batch.provider)
         return None
-    return state.until_datetime
+    return throttle.until_datetime
 
 
 def _release_rate_limited(batch, items, until):
-    from ippools.choices import Provider
-
-    name = Provider(batch_provider(batch)).label
+    name = Provider(batch.provider).label
     when = f" until {until:%Y-%m-%d %H:%M:%S} UTC" if until else ""
     for item in items:
-        item.outcome = Outcome("release", f"Rate limited by {name}{when}: not tried, rescheduled.", retry_at=until)
+        item.outcome = Outcome(RELEASE, f"Rate limited by {name}{when}: not tried, rescheduled.", retry_at=until)
 
 
 def _tls_policy(message):
-    policy = getattr(message.sending_domain, "tls_policy", "") or "opportunistic"
-    return "required" if str(policy).lower() in ("required", "enforce", "verify") else "opportunistic"
+    return TLSPolicy.REQUIRED if message.sending_domain.tls_policy == TLSPolicy.REQUIRED else TLSPolicy.OPPORTUNISTIC
 
 
 def _classify(batch, result):
     """The one classification of an attempt: the defaults plus the tenant's and the platform's BounceRules."""
-    return classify_result(result, rules=batch.rules, provider=batch_provider(batch))
+    return classify_result(result, rules=batch.rules, provider=batch.provider)
 
 
-def _settle(batch, item, result, verdict=None):
-    """Turn one SendResult (and its classification) into the message's outcome."""
-    from .backoff import is_expired, next_attempt_delay
-
+def _settle_one(batch, item):
+    """Turn one item's SendResult (and its classification) into the message's outcome."""
+    result = item.result
     if result is None:
         result = SendResult(None, None, "No result from the sender.", connect_error=True)
-    category, action, retry_after = verdict or _classify(batch, result)
+    category, action, retry_after = item.verdict or _classify(batch, result)
     message = item.message
     reply = " ".join(str(p) for p in (result.code, result.enhanced, result.text) if p).strip()
     if action == RuleAction.DELIVER:
@@ -345,14 +333,13 @@ def finish(batch):
     """Write every outcome in bulk: rows, attempts, events, suppressions; then tell ippools how the IPs did."""
     now = timezone.now()
     settled = [item for item in batch.items if item.outcome is not None]
-    open_items = batch.open()
-    for item in open_items:  # a step stopped early: give back unsent
-        item.outcome = Outcome("release", "Processing stopped early: rescheduled.")
+    for item in batch.open():  # processing stopped early: give back unsent
+        item.outcome = Outcome(RELEASE, "Processing stopped early: rescheduled.")
         settled.append(item)
     rows, attempts, events, suppressions, released = [], [], [], [], {}
     for item in settled:
         message, outcome = item.message, item.outcome
-        if outcome.status == "release":
+        if outcome.status == RELEASE:
             released.setdefault((outcome.retry_at, outcome.detail), []).append(message.pk)
             continue
         message.status = outcome.status
@@ -390,11 +377,9 @@ def finish(batch):
         _insert(DeliveryAttempt, [a for a in attempts if a["message_id"] in mine])
         _insert(MessageEvent, [e for e in events if e["message_id"] in mine])
         if suppressions:
-            from ..services import suppress_addresses
-
             suppress_addresses(rows[0].tenant_id if rows else batch.items[0].message.tenant_id, suppressions)
         for (retry_at, detail), ids in released.items():
-            dequeuer.release(batch.token, ids, next_attempt_at=retry_at, detail=detail)
+            lease.release(batch.token, ids, next_attempt_at=retry_at, detail=detail)
     _record_ip_outcomes(batch, rows)
     return rows
 
@@ -448,7 +433,7 @@ def _write_mine(token, rows, fields):
         transaction.savepoint_commit(savepoint)
         return ids
     transaction.savepoint_rollback(savepoint)
-    mine = dequeuer.still_mine(token, list(ids))
+    mine = lease.still_mine(token, list(ids))
     _write_rows([message for message in rows if message.pk in mine], fields, token)
     return mine
 
@@ -499,12 +484,10 @@ def _event_data(result):
 
 def _record_ip_outcomes(batch, rows):
     """Tell ippools per (source IP, provider) how it went: warm-up and reputation counts, and deliveries that
-    ease a slowed pair (a pair rate limited in this batch was slowed already, in send_via_sender)."""
-    from ippools import services as ip_services
-
+    ease a slowed pair (a pair rate limited in this batch was slowed already, in `send`)."""
     if not rows:
         return
-    provider = batch_provider(batch)
+    provider = batch.provider
     counts = {}
     for message in rows:
         if message.source_ip is None or message.status == MessageStatus.SUPPRESSED:
@@ -529,7 +512,7 @@ def _record_ip_outcomes(batch, rows):
 # Entry point
 # ---------------------------------------------------------------------------------------------------------------------
 
-STEPS = [check_suppression, check_domain_verified, check_send_limits, sign_dkim, send_via_sender]
+STEPS = [check_suppression, check_domain, check_limits, resolve_destination, sign, send, settle, finish]
 
 
 def load(ids):
@@ -538,9 +521,6 @@ def load(ids):
     Recipients of one message share its content (up to MESSAGE_MAX_BYTES): joining it to every row would read
     the body once per recipient, so each distinct content is read once and the rows share the instance.
     """
-    from domains.models import SendingDomain
-    from ippools.models import IPAddress
-
     messages = list(Message.objects.filter(id__in=ids).order_by("priority", "id"))
     contents = MessageContent.objects.in_bulk({m.content_id for m in messages})
     domains = SendingDomain.objects.in_bulk({m.sending_domain_id for m in messages})
@@ -554,18 +534,20 @@ def load(ids):
 
 
 def process(token, ids):
-    """Run the claimed messages `ids` (leased by `token`) through the steps and write the outcomes."""
+    """Run the claimed messages `ids` (leased by `token`) through STEPS; returns the rows whose outcome was written.
+
+    Every step but the last may end the batch early (`StopProcessing`); `finish`, the last, always runs.
+    """
     batch = Batch(token=token, items=[Item(m) for m in load(ids)])
     if not batch.items:
         return []
     batch.rules = _admin_rules(batch.items[0].message.tenant_id)
+    *steps, last = STEPS
     try:
-        for step in STEPS:
-            if not batch.open():
-                break
+        for step in steps:
             step(batch)
     except StopProcessing as exc:
-        logger.info("Batch %s stopped: %s", token, exc)
+        logger.debug("Batch %s: %s", token, exc)
     except Exception as exc:  # an error of the whole batch (DNS library, pool): defer what is still open
         logger.exception("Batch %s failed", token)
         for item in batch.open():
@@ -573,7 +555,7 @@ def process(token, ids):
                 MessageStatus.DEFERRED, f"Processing error: {type(exc).__name__}: {exc}",
                 retry_at=batch.now + timezone.timedelta(seconds=POISON_RETRY_SECONDS), event=EventKind.ERROR,
             )  # fmt: skip
-    return finish(batch)
+    return last(batch)
 
 
 def _admin_rules(tenant_id):

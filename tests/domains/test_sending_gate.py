@@ -13,7 +13,7 @@ from domains.choices import DomainStatus, RecordKind
 from domains.testing import DNSTestCase
 from queues.choices import MessageStatus
 from queues.constants import SCHEDULED_LEASE_PREFIX
-from queues.delivery import dequeuer, state, worker
+from queues.delivery import scheduler, state, worker
 from queues.models import Message, Route
 from queues.services import Submission, accept_messages
 from queues.testing import make_sending_ips
@@ -23,7 +23,7 @@ URL = "/api/v1/messages/"
 
 def deliver_now():
     """One scheduler run, then every batch it handed out delivered in this process."""
-    dequeuer.schedule()
+    scheduler.schedule()
     batches = {}
     for pk, owner in Message.objects.filter(lease_owner__startswith=SCHEDULED_LEASE_PREFIX).values_list(
         "id", "lease_owner"

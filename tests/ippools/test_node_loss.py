@@ -15,7 +15,7 @@ from deliveryhub.testing.smtp import SMTPSink
 from ippools.choices import NodeStatus
 from ippools.models import DeliveryNode, IPAddress
 from ippools.testing import make_ip, make_node, make_pool
-from queues.delivery import dequeuer
+from queues.delivery import scheduler
 from queues.models import Message, Route
 from queues.testing import make_sending_domain
 
@@ -40,10 +40,10 @@ class NodeLossTest(TenantTestCase):
 
     def schedule(self):
         with self.captureOnCommitCallbacks(execute=True):  # batches are enqueued after commit
-            dequeuer.schedule()
+            scheduler.schedule()
 
     def queued_on(self, node):
-        return len(dequeuer.get_delivery_queue(node).get_job_ids())
+        return len(scheduler.get_delivery_queue(node).get_job_ids())
 
     def test_moved_ips_deliver_what_the_lost_node_held(self):
         send(self.tenant_a, [f"u{i}@example.com" for i in range(5)])
@@ -60,7 +60,7 @@ class NodeLossTest(TenantTestCase):
         self.schedule()
         self.assertGreater(self.queued_on("node-spare"), 0)
         with override_settings(NODE_NAME="node-spare"):
-            queue = dequeuer.get_delivery_queue("node-spare")
+            queue = scheduler.get_delivery_queue("node-spare")
             SimpleWorker([queue], connection=queue.connection).work(burst=True)
         self.assertEqual(set(Message.objects.values_list("status", flat=True)), {"delivered"})
         self.assertEqual(sorted(m.rcpt_tos[0] for m in self.sink.messages), [f"u{i}@example.com" for i in range(5)])

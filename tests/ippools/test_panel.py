@@ -11,7 +11,7 @@ from ippools.choices import IPEventKind, IPState
 from ippools.models import BlocklistZone, DeliveryNode, IPAddress, IPPool, IPPoolGrant, WarmupPlan
 from ippools.testing import flush_test_redis, make_ip, make_node, make_plan, make_pool
 from queues.constants import CAPACITY_WAIT_PREFIX
-from queues.delivery import dequeuer
+from queues.delivery import scheduler
 from queues.models import Message
 from queues.testing import make_sending_domain
 from tests.queues.helpers import scheduled_batches, send
@@ -184,8 +184,8 @@ class WarmupPagesTest(TenantTestCase):
         services.start_warmup(self.ip, self.plan, day=1)  # 2 a day
         send(self.tenant_a, [f"r{n}@example.com" for n in range(count)], sender="a@mail-a.test")
         with self.captureOnCommitCallbacks(execute=False):
-            dequeuer.schedule()  # a batch of 2 (today's cap)
-            dequeuer.schedule()  # the rest: no capacity until the IP's next day
+            scheduler.schedule()  # a batch of 2 (today's cap)
+            scheduler.schedule()  # the rest: no capacity until the IP's next day
         waiting = Message.objects.filter(status_detail__startswith=CAPACITY_WAIT_PREFIX)
         self.assertEqual(waiting.count(), count - 2)
         self.assertTrue(all(m.next_attempt_at > timezone.now() + timezone.timedelta(minutes=1) for m in waiting))
@@ -203,7 +203,7 @@ class WarmupPagesTest(TenantTestCase):
         self.assertTrue(all(m.next_attempt_at <= timezone.now() for m in waiting.all()))
         before = sum(len(ids) for ids in scheduled_batches().values())
         with self.captureOnCommitCallbacks(execute=False):
-            dequeuer.schedule()
+            scheduler.schedule()
         self.assertEqual(sum(len(ids) for ids in scheduled_batches().values()) - before, 3)
 
     def test_raising_the_cap_releases_waiting_mail(self):
@@ -215,7 +215,7 @@ class WarmupPagesTest(TenantTestCase):
             self.client.post(f"/ip-pools/warmup-plans/{self.plan.pk}/edit/", data)
         self.assertTrue(all(m.next_attempt_at <= timezone.now() for m in waiting.all()))
         with self.captureOnCommitCallbacks(execute=False):
-            dequeuer.schedule()
+            scheduler.schedule()
         self.assertFalse(Message.objects.filter(status_detail__startswith=CAPACITY_WAIT_PREFIX,
                                                 next_attempt_at__gt=timezone.now()).exists())  # fmt: skip
 

@@ -36,7 +36,7 @@ def main(workdir):
     from deliveryhub import services as core
     from deliveryhub.testing.smtp import SMTPSink
     from queues.choices import MessageStatus
-    from queues.delivery import dequeuer
+    from queues.delivery import scheduler
     from queues.models import Message, Route
     from queues.services import Submission, accept_messages
     from queues.testing import make_sending_domain, make_sending_ips
@@ -56,7 +56,7 @@ def main(workdir):
     def start_worker(name):
         log = open(Path(workdir) / f"{name}.log", "w")
         return subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", dequeuer.queue_name(os.environ["DELIVERYHUB_NODE"]),
+            [sys.executable, "manage.py", "rqworker", scheduler.queue_name(os.environ["DELIVERYHUB_NODE"]),
              "--worker-class", "rq.worker.SimpleWorker", "--name", f"{name}-{os.getpid()}"],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -67,7 +67,7 @@ def main(workdir):
     deadline = time.monotonic() + DEADLINE
     try:
         while time.monotonic() < deadline:
-            dequeuer.schedule()
+            scheduler.schedule()
             received = len(sink.messages)
             if not killed and received >= KILL_AFTER:
                 in_flight_at_kill = Message.objects.filter(status=MessageStatus.SENDING).count()

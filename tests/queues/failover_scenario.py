@@ -39,7 +39,7 @@ def main(workdir):
     from deliveryhub import services as core
     from deliveryhub.testing.smtp import SMTPSink
     from queues.choices import MessageStatus
-    from queues.delivery import dequeuer
+    from queues.delivery import scheduler
     from queues.models import Message, Route
     from queues.services import Submission, accept_messages
     from queues.testing import make_sending_domain, make_sending_ips
@@ -69,7 +69,7 @@ def main(workdir):
         log = open(Path(workdir) / f"{name}.log", "w")
         return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
-    node_queue = dequeuer.queue_name(os.environ["DELIVERYHUB_NODE"])
+    node_queue = scheduler.queue_name(os.environ["DELIVERYHUB_NODE"])
     # DeliveryWorker: a SimpleWorker that keeps the node's heartbeat fresh (the scheduler feeds live nodes only).
     workers = [
         start(f"w{n}", "rqworker", node_queue, "default", "--worker-class", "queues.delivery.worker.DeliveryWorker",

@@ -7,7 +7,7 @@ from rq import SimpleWorker
 
 from queues.choices import READY_STATUSES
 from queues.constants import SCHEDULED_LEASE_PREFIX
-from queues.delivery import dequeuer, worker
+from queues.delivery import scheduler, worker
 from queues.models import Message
 from queues.services import Submission, accept_messages
 
@@ -39,7 +39,7 @@ def scheduled_batches():
 
 def run_once(now=None):
     """One scheduler run, then every batch it produced delivered in this process (no Redis hop)."""
-    dequeuer.schedule(now)
+    scheduler.schedule(now)
     for batch, ids in scheduled_batches().items():
         worker.deliver_batch(batch, ids)
 
@@ -51,5 +51,5 @@ def make_due():
 
 def work_queue():
     """Run the node's RQ queue with a real (in-process) SimpleWorker until it is empty."""
-    queue = dequeuer.get_delivery_queue(settings.NODE_NAME)
+    queue = scheduler.get_delivery_queue(settings.NODE_NAME)
     SimpleWorker([queue], connection=queue.connection).work(burst=True)

@@ -37,7 +37,7 @@ def main(workdir):
     from deliveryhub.testing.smtp import SMTPSink
     from ippools.testing import make_ip, make_node, make_pool
     from queues.choices import MessageStatus
-    from queues.delivery import dequeuer
+    from queues.delivery import scheduler
     from queues.models import DeliveryAttempt, Message, Route
     from queues.services import Submission, accept_messages
     from queues.testing import make_sending_domain
@@ -56,7 +56,7 @@ def main(workdir):
     def start_worker(node):
         log = open(Path(workdir) / f"{node}.log", "w")
         return subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", dequeuer.queue_name(node),
+            [sys.executable, "manage.py", "rqworker", scheduler.queue_name(node),
              "--worker-class", "queues.delivery.worker.DeliveryWorker", "--name", f"{node}-{os.getpid()}"],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DELIVERYHUB_NODE": node},
         )  # fmt: skip
@@ -65,7 +65,7 @@ def main(workdir):
     deadline = time.monotonic() + DEADLINE
     try:
         while time.monotonic() < deadline:
-            dequeuer.schedule()
+            scheduler.schedule()
             if not Message.objects.exclude(status=MessageStatus.DELIVERED).exists():
                 break
             time.sleep(0.2)

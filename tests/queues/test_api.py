@@ -270,7 +270,7 @@ class MessageAPITest(TenantTestCase):
 
         from django.utils import timezone
 
-        from queues.delivery import dequeuer
+        from queues.delivery import scheduler
         from queues.testing import make_sending_ips
 
         from .helpers import scheduled_batches
@@ -291,9 +291,9 @@ class MessageAPITest(TenantTestCase):
         # Scheduled sending is honoured: nothing goes out before send_at, everything right after it.
         make_sending_ips(("127.0.0.2",))
         Route.objects.create(tenant=self.tenant_a, pattern="*", host="127.0.0.1", port=9)
-        self.assertEqual(dequeuer.schedule(), 0)
-        self.assertEqual(dequeuer.schedule(send_at - timedelta(seconds=1)), 0)
-        self.assertGreater(dequeuer.schedule(send_at + timedelta(seconds=1)), 0)
+        self.assertEqual(scheduler.schedule(), 0)
+        self.assertEqual(scheduler.schedule(send_at - timedelta(seconds=1)), 0)
+        self.assertGreater(scheduler.schedule(send_at + timedelta(seconds=1)), 0)
         self.assertEqual(sorted(i for ids in scheduled_batches().values() for i in ids),
                          sorted(m.pk for m in rows.values()))  # fmt: skip
 

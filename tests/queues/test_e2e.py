@@ -18,7 +18,7 @@ from deliveryhub.testing.cases import TenantTestCase, login_verified, make_user
 from deliveryhub.testing.dns import DNSServer
 from deliveryhub.testing.smtp import SMTPSink
 from queues.choices import MessageStatus
-from queues.delivery import dequeuer, mx, state
+from queues.delivery import mx, scheduler, state
 from queues.models import CapturedMessage, Message, Route
 from queues.testing import dkim_zone, make_sending_domain, make_sending_ips
 
@@ -67,7 +67,7 @@ class EndToEndTest(TenantTestCase):
     def deliver_all(self, rounds=1):
         for _ in range(rounds):
             with self.captureOnCommitCallbacks(execute=True):
-                dequeuer.schedule()
+                scheduler.schedule()
             work_queue()
 
     def post(self, **payload):

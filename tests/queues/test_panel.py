@@ -8,8 +8,8 @@ from django.utils import timezone
 from deliveryhub.models import AuditEntry
 from deliveryhub.testing.cases import TenantTestCase, login_verified, make_user
 from domains.services import create_domain
-from queues import services
 from queues.choices import MessageStatus
+from queues.delivery.destination import mail_path
 from queues.models import BounceRule, CapturedMessage, Message, Route
 from queues.testing import make_sending_domain
 
@@ -105,11 +105,11 @@ class RoutesPageTest(TenantTestCase):
         Route.objects.create(tenant=self.tenant_a, pattern="example.com", host="relay.test")
         Route.objects.create(tenant=self.tenant_b, pattern="*", host="b-relay.test")
         with override_settings(DEMO_MODE=True):
-            self.assertEqual(services.mail_path(self.tenant_a.pk, "example.com").kind, "route")
-            path = services.mail_path(self.tenant_a.pk, "other.test")  # tenant B's catch-all is not A's
+            self.assertEqual(mail_path(self.tenant_a.pk, "example.com").kind, "route")
+            path = mail_path(self.tenant_a.pk, "other.test")  # tenant B's catch-all is not A's
             self.assertEqual((path.kind, path.reaches_real_recipient), ("capture", False))
         with override_settings(DEMO_MODE=False):
-            path = services.mail_path(self.tenant_a.pk, "other.test")
+            path = mail_path(self.tenant_a.pk, "other.test")
             self.assertEqual((path.kind, path.reaches_real_recipient), ("mx", True))
 
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 from deliveryhub.testing.cases import TenantTestCase
 from deliveryhub.testing.smtp import SMTPSink
 from queues.choices import EventKind, MessageStatus
-from queues.delivery import dequeuer, processor, state
+from queues.delivery import lease, processor, scheduler, state
 from queues.models import BounceRule, DeliveryAttempt, Message, MessageEvent, Route, Suppression
 from queues.testing import make_sending_domain, make_sending_ips
 
@@ -77,9 +77,9 @@ class ProcessorTest(TenantTestCase):
         """A lease that ran out mid-batch was handed to another worker: that row's outcome is not ours to write (it
         was sent twice: the documented duplicate bound); the other rows of the batch are written as usual."""
         kept, lost = send(self.tenant_a, ["kept@example.com", "lost@example.com"])
-        dequeuer.schedule()
+        scheduler.schedule()
         [(batch, ids)] = scheduled_batches().items()
-        token, claimed = dequeuer.claim(batch, ids)
+        token, claimed = lease.claim(batch, ids)
         Message.objects.filter(pk=lost.pk).update(lease_owner="w:another-worker")
         written = processor.process(token, claimed)
         self.assertEqual([m.pk for m in written], [kept.pk])

@@ -14,7 +14,8 @@ from ippools import services as ip_services
 from ippools.choices import IPEventKind
 from ippools.models import IPEvent, ThrottleRule, ThrottleState
 from queues.choices import MessageStatus
-from queues.delivery import dequeuer, mx, state
+from queues.delivery import destination, mx, scheduler, state
+from queues.delivery.destination import destination_for, tenant_routes
 from queues.models import DeliveryAttempt, Message, Route
 from queues.testing import make_sending_domain, make_sending_ips
 
@@ -148,7 +149,7 @@ class ProviderByMXTest(TenantTestCase):
     def setUp(self):
         flush_redis()
         mx.clear_cache()
-        dequeuer._provider_fallbacks.clear()
+        destination.clear_cache()
         self.dns = DNSServer().start()
         self.addCleanup(self.dns.stop)
         self.addCleanup(mx.clear_cache)
@@ -161,15 +162,24 @@ class ProviderByMXTest(TenantTestCase):
     def test_workspace_domain_counts_against_google(self):
         send(self.tenant_a, ["a@workspace.test", "b@workspace.test", "c@plain.test", "d@gmail.com", "e@broken.test"])
         with override_settings(DNS_RESOLVERS=[self.dns.address]), self.captureOnCommitCallbacks(execute=True):
-            self.assertEqual(dequeuer.schedule(), 4)
-            self.assertEqual(dequeuer.provider_of(self.tenant_a.pk, "workspace.test"), "google")
-            self.assertEqual(dequeuer.provider_of(self.tenant_a.pk, "broken.test"), "other")  # DNS failed: by name
+            self.assertEqual(scheduler.schedule(), 4)
+            self.assertEqual(
+                destination_for(self.tenant_a.pk, "workspace.test", tenant_routes(self.tenant_a.pk)).provider, "google"
+            )
+            self.assertEqual(
+                destination_for(self.tenant_a.pk, "broken.test", tenant_routes(self.tenant_a.pk)).provider, "other"
+            )  # DNS failed: by name
         usage = ip_services.usage_today(self.ips[0])
         self.assertEqual((usage["google"], usage["other"], usage["total"]), (3, 2, 5))
 
     def test_routed_domains_are_judged_by_name_without_dns(self):
         Route.objects.create(tenant=self.tenant_a, pattern="*", host="127.0.0.1", port=2525)
         with override_settings(DNS_RESOLVERS=[self.dns.address]):
-            self.assertEqual(dequeuer.provider_of(self.tenant_a.pk, "workspace.test"), "other")
-            self.assertEqual(dequeuer.provider_of(self.tenant_a.pk, "hotmail.co.uk"), "microsoft")
+            self.assertEqual(
+                destination_for(self.tenant_a.pk, "workspace.test", tenant_routes(self.tenant_a.pk)).provider, "other"
+            )
+            self.assertEqual(
+                destination_for(self.tenant_a.pk, "hotmail.co.uk", tenant_routes(self.tenant_a.pk)).provider,
+                "microsoft",
+            )
         self.assertEqual(self.dns.queries, [])

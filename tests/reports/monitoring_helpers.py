@@ -6,7 +6,7 @@ from collections import Counter
 from django.db.models import Count
 
 from ippools.providers import provider_for
-from queues.delivery import dequeuer
+from queues.delivery import scheduler
 from queues.inbound_reports import process_report
 from queues.models import DeliveryAttempt, Message, MessageEvent, Route
 
@@ -35,7 +35,7 @@ def route_everything_to(tenant, sink):
 def deliver(testcase, rounds=1):
     for _ in range(rounds):
         with testcase.captureOnCommitCallbacks(execute=True):
-            dequeuer.schedule()
+            scheduler.schedule()
         work_queue()
 
 

@@ -39,7 +39,7 @@ def main(workdir):
     from deliveryhub import services as core
     from deliveryhub.testing.smtp import SMTPSink
     from queues.choices import AttemptStatus, MessageStatus
-    from queues.delivery import dequeuer
+    from queues.delivery import scheduler
     from queues.models import DeliveryAttempt, Message, MessageContent, Route
     from queues.services import Submission, accept_messages
     from queues.testing import make_sending_domain, make_sending_ips
@@ -71,7 +71,7 @@ def main(workdir):
         log = open(Path(workdir) / f"{name}.log", "w")
         return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
-    queue = dequeuer.queue_name(os.environ["DELIVERYHUB_NODE"])
+    queue = scheduler.queue_name(os.environ["DELIVERYHUB_NODE"])
     workers = [
         start(f"w{n}", "rqworker", queue, "--worker-class", "queues.delivery.worker.DeliveryWorker",
               "--name", f"w{n}-{os.getpid()}")
@@ -81,7 +81,7 @@ def main(workdir):
     deadline = time.monotonic() + DEADLINE
     try:
         while time.monotonic() < deadline:
-            dequeuer.schedule()
+            scheduler.schedule()
             if purge is None or purge.poll() is not None:
                 purge = start(f"purge{purges}", "purge_retention")
                 purges += 1

@@ -252,12 +252,12 @@ class Command(BaseCommand):
         from django.utils import timezone
 
         from queues.choices import MessageStatus
-        from queues.delivery import dequeuer
+        from queues.delivery import scheduler
         from queues.models import Message
 
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         workers = [
-            subprocess.Popen([*manage, "rqworker", dequeuer.queue_name(NODE), "--worker-class",
+            subprocess.Popen([*manage, "rqworker", scheduler.queue_name(NODE), "--worker-class",
                               "queues.delivery.worker.DeliveryWorker", "--name", f"bench-{tag}-{n}-{os.getpid()}"],
                              stdout=open(workdir / f"worker-{tag}-{n}.log", "w"), stderr=subprocess.STDOUT)
             for n in range(worker_count)
@@ -268,10 +268,10 @@ class Command(BaseCommand):
         deadline = started + TIMEOUT_SECONDS
         peaks = {}
         cpu_before = {pid: intake_bench.cpu_seconds(pid) or 0.0 for pid in [proc.pid for proc in workers] + [sink_pid]}
-        own_before = time.process_time()  # this process schedules (dequeuer.schedule) and polls
+        own_before = time.process_time()  # this process schedules (scheduler.schedule) and polls
         try:
             while time.monotonic() < deadline:
-                dequeuer.schedule()
+                scheduler.schedule()
                 for proc in workers:
                     peaks[proc.pid] = peak_rss_mb(proc.pid) or peaks.get(proc.pid)
                 if not messages.exclude(status=MessageStatus.DELIVERED).exists():

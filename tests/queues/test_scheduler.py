@@ -1,4 +1,4 @@
-"""The dequeuer: batching by (node, pool, domain), ids-only payloads, leases, crash and Redis-loss recovery."""
+"""The scheduler and the lease: batches by (node, pool, domain), ids-only payloads, claims, crash and Redis loss."""
 
 from datetime import timedelta
 
@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from deliveryhub.testing.cases import TenantTestCase
 from queues.choices import EventKind, MessagePriority, MessageStatus
-from queues.delivery import dequeuer
+from queues.delivery import lease, scheduler
 from queues.models import Message, MessageEvent
 from queues.testing import make_sending_domain, make_sending_ips
 
@@ -16,7 +16,7 @@ from .helpers import flush_redis, scheduled_batches, send
 
 
 @override_settings(DELIVERY_BATCH_SIZE=2, DEMO_MODE=False)
-class DequeuerTest(TenantTestCase):
+class SchedulerTest(TenantTestCase):
     @classmethod
     def setUpTestData(cls):
         super().setUpTestData()
@@ -25,11 +25,11 @@ class DequeuerTest(TenantTestCase):
 
     def setUp(self):
         flush_redis()
-        self.queue = dequeuer.get_delivery_queue(self.node.name)
+        self.queue = scheduler.get_delivery_queue(self.node.name)
 
     def schedule(self, now=None):
         with self.captureOnCommitCallbacks(execute=True):
-            return dequeuer.schedule(now)
+            return scheduler.schedule(now)
 
     def test_one_job_per_batch_with_ids_only(self):
         send(self.tenant_a, [f"u{i}@one.example" for i in range(5)])
@@ -53,7 +53,7 @@ class DequeuerTest(TenantTestCase):
         now = timezone.now()
         Message.objects.filter(pk=taken.pk).update(lease_owner="q:other", lease_expires=now + timedelta(seconds=60))
         with self.captureOnCommitCallbacks(execute=True):
-            scheduled = dequeuer._schedule_chunk(self.tenant_a.pk, None, MessagePriority.TRANSACTIONAL, "other",
+            scheduled = scheduler._schedule_chunk(self.tenant_a.pk, None, MessagePriority.TRANSACTIONAL, "other",
                                                  [taken.pk, free.pk], now)  # fmt: skip
         self.assertEqual(scheduled, 1)
         [job] = self.queue.get_jobs()
@@ -73,22 +73,22 @@ class DequeuerTest(TenantTestCase):
         send(self.tenant_a, ["a@one.example", "b@one.example"])
         self.schedule()
         [(batch, ids)] = scheduled_batches().items()
-        token, claimed = dequeuer.claim(batch, ids)
+        token, claimed = lease.claim(batch, ids)
         self.assertEqual(sorted(claimed), sorted(ids))
         self.assertEqual(set(Message.objects.values_list("status", flat=True)), {MessageStatus.SENDING})
-        _, again = dequeuer.claim(batch, ids)  # RQ delivered the job twice
+        _, again = lease.claim(batch, ids)  # RQ delivered the job twice
         self.assertEqual(again, [])
-        _, other = dequeuer.claim("q:another", ids)
+        _, other = lease.claim("q:another", ids)
         self.assertEqual(other, [])
 
     def test_stale_lease_requeued(self):
         [m] = send(self.tenant_a, ["a@one.example"])
         self.schedule()
         [(batch, ids)] = scheduled_batches().items()
-        dequeuer.claim(batch, ids)
-        self.assertEqual(dequeuer.reclaim_stale_leases(), 0)  # lease still live
+        lease.claim(batch, ids)
+        self.assertEqual(scheduler.reclaim_stale_leases(), 0)  # lease still live
         later = timezone.now() + timedelta(seconds=601)
-        self.assertEqual(dequeuer.reclaim_stale_leases(later), 1)
+        self.assertEqual(scheduler.reclaim_stale_leases(later), 1)
         m.refresh_from_db()
         self.assertEqual((m.status, m.lease_owner), (MessageStatus.QUEUED, None))
         self.assertTrue(MessageEvent.objects.filter(message=m, kind=EventKind.REQUEUED).exists())
@@ -110,10 +110,10 @@ class DequeuerTest(TenantTestCase):
         horizon = timedelta(seconds=settings.DELIVERY_RETRY_HORIZON_SECONDS)
         for when in (now + timedelta(days=5), send_at + timedelta(minutes=1), send_at + horizon - timedelta(minutes=1)):
             with self.subTest(when=when):
-                self.assertEqual(dequeuer.expire_overdue(when), 0)
+                self.assertEqual(scheduler.expire_overdue(when), 0)
         m.refresh_from_db()
         self.assertEqual((m.status, m.send_at), (MessageStatus.QUEUED, send_at))
-        self.assertEqual(dequeuer.expire_overdue(send_at + horizon + timedelta(seconds=1)), 1)
+        self.assertEqual(scheduler.expire_overdue(send_at + horizon + timedelta(seconds=1)), 1)
         m.refresh_from_db()
         self.assertEqual(m.status, MessageStatus.EXPIRED)
 
@@ -124,13 +124,13 @@ class DequeuerTest(TenantTestCase):
         first = now + timedelta(days=2)
         Message.objects.filter(pk=m.pk).update(status=MessageStatus.DEFERRED, first_attempt_at=first, attempts=1)
         horizon = timedelta(seconds=settings.DELIVERY_RETRY_HORIZON_SECONDS)
-        self.assertEqual(dequeuer.expire_overdue(first + horizon - timedelta(minutes=1)), 0)
-        self.assertEqual(dequeuer.expire_overdue(first + horizon + timedelta(seconds=1)), 1)
+        self.assertEqual(scheduler.expire_overdue(first + horizon - timedelta(minutes=1)), 0)
+        self.assertEqual(scheduler.expire_overdue(first + horizon + timedelta(seconds=1)), 1)
 
     def test_past_send_at_means_now(self):
         """A send_at in the past neither starts the retry horizon early nor jumps the queue."""
         [m] = send(self.tenant_a, ["a@one.example"], send_at=timezone.now() - timedelta(days=10))
-        self.assertEqual(dequeuer.expire_overdue(), 0)
+        self.assertEqual(scheduler.expire_overdue(), 0)
         m.refresh_from_db()
         self.assertEqual((m.status, m.send_at, m.next_attempt_at), (MessageStatus.QUEUED, m.created, m.created))
 
@@ -142,9 +142,9 @@ class DequeuerTest(TenantTestCase):
         for reclaims in (1, 2, 3):
             self.assertEqual(self.schedule(now), 1)
             [(batch, ids)] = scheduled_batches().items()
-            dequeuer.claim(batch, ids, now)  # ... and the worker dies
+            lease.claim(batch, ids, now)  # ... and the worker dies
             now += timedelta(seconds=settings.DELIVERY_LEASE_SECONDS + 1)
-            self.assertEqual(dequeuer.reclaim_stale_leases(now), 1)
+            self.assertEqual(scheduler.reclaim_stale_leases(now), 1)
             m.refresh_from_db()
             self.assertEqual(m.lease_reclaims, reclaims)
             self.assertIsNone(m.lease_owner)
@@ -184,10 +184,10 @@ class DequeuerTest(TenantTestCase):
         m.refresh_from_db()
         self.assertEqual((m.status, m.lease_reclaims), (MessageStatus.QUEUED, 2))
         self.assertIsNotNone(m.released_at)
-        self.assertEqual(dequeuer.expire_overdue(), 0)
+        self.assertEqual(scheduler.expire_overdue(), 0)
         horizon = timedelta(seconds=settings.DELIVERY_RETRY_HORIZON_SECONDS)
-        self.assertEqual(dequeuer.expire_overdue(m.released_at + horizon - timedelta(minutes=1)), 0)
-        self.assertEqual(dequeuer.expire_overdue(m.released_at + horizon + timedelta(seconds=1)), 1)
+        self.assertEqual(scheduler.expire_overdue(m.released_at + horizon - timedelta(minutes=1)), 0)
+        self.assertEqual(scheduler.expire_overdue(m.released_at + horizon + timedelta(seconds=1)), 1)
 
     def test_not_due_and_suppressed_not_scheduled(self):
         send(self.tenant_a, ["a@one.example"], send_at=timezone.now() + timedelta(hours=1))

@@ -1,41 +1,45 @@
 """
-The dequeuer: turn ready messages into batch jobs, and claim a batch's rows inside a worker.
+The scheduler: turn ready messages into batch jobs.
 
-`schedule()` runs every few seconds (a `@system_job`, see queues/jobs.py). It
+`schedule()` runs every few seconds (`manage.py scheduler`, see queues/jobs.py). It
 
 1. puts rows back whose worker lease ran out (`sending` past `lease_expires`: the worker died) — or holds them
    when workers died on them DELIVERY_MAX_LEASE_RECLAIMS times, so one message cannot crash-loop the workers,
 2. expires rows that waited past the retry horizon (from their first try, else their send time) without success,
 3. reads ready rows (queued or deferred, due, no live lease), highest priority first, groups them by
-   (tenant, IP pool, recipient domain), asks ippools for a source IP per group and destination provider (from
-   the domain and its MX hosts: `provider_of`; that IP's node decides the queue), marks each chunk of up to
-   DELIVERY_BATCH_SIZE rows as scheduled (`lease_owner = "q:<batch>"`, a short lease) and enqueues ONE RQ job
-   per chunk on `delivery-<node>` after commit. Payload: ids only.
+   (tenant, IP pool, recipient domain), judges each group's destination and provider (`destination_for`, the
+   tenant's routes read once per run), asks ippools for a source IP (that IP's node decides the queue), gives each
+   chunk of up to DELIVERY_BATCH_SIZE rows a short *scheduled* lease owned by a batch id (`q:<hex>`) and enqueues
+   ONE RQ job per chunk on `delivery-<node>` after commit: the job by its dotted name (DELIVER_BATCH_JOB), the
+   payload the batch id and the rows' ids.
 
 The database is the truth: if Redis loses the jobs, the scheduled leases run out and the next run enqueues
-the rows again. A row enqueued twice is still sent once: the worker's claim is a conditional UPDATE.
-
-`claim(batch, ids)` (in the worker) takes the rows with a lease: `SELECT … FOR UPDATE SKIP LOCKED` on
-PostgreSQL, a conditional `UPDATE … WHERE` (checked by reading back the lease owner) elsewhere — SQLite
-serialises writers with IMMEDIATE transactions, so the condition is evaluated under the write lock.
+the rows again. A row enqueued twice is still sent once: the worker's claim (queues/delivery/lease.py) is a
+conditional UPDATE. Nothing here imports the worker.
 """
 
 import logging
-import os
-import time
 import uuid
 from collections import OrderedDict
 from datetime import timedelta
 
+import django_rq
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from rq import Queue
+
+from deliveryhub.models import Tenant
+from ippools import services as ip_services
+from ippools.choices import PoolPurpose
+from ippools.models import IPPool
 
 from ..choices import READY_STATUSES, EventKind, MessagePriority, MessageStatus
-from ..constants import CLAIMED_LEASE_PREFIX, DELIVERY_QUEUE_PREFIX, SCHEDULED_LEASE_PREFIX
-from ..models import Message, MessageEvent, Route
+from ..constants import DELIVER_BATCH_JOB, DELIVERY_QUEUE_PREFIX, SCHEDULED_LEASE_PREFIX
+from ..models import Message, MessageEvent
+from .destination import destination_for, tenant_routes
 
 logger = logging.getLogger(__name__)
 
@@ -48,25 +52,16 @@ def queue_name(node_name):
 
 def get_delivery_queue(node_name):
     """The RQ queue of a node (any node, not only this process's: the scheduler feeds them all)."""
-    import django_rq
-    from rq import Queue
-
     conn = django_rq.get_connection("delivery")
     return Queue(queue_name(node_name), connection=conn, default_timeout=settings.DELIVERY_JOB_TIMEOUT)
 
 
-def enqueue_batch(node_name, batch, ids):
-    from .worker import deliver_batch
-
+def enqueue_batch(node_name, batch_id, ids):
+    """ONE job for the batch on its node's queue; the job id is the batch id (a re-enqueue replaces nothing)."""
     get_delivery_queue(node_name).enqueue(
-        deliver_batch, batch, ids, job_id=batch.replace(":", "-"), job_timeout=settings.DELIVERY_JOB_TIMEOUT,
+        DELIVER_BATCH_JOB, batch_id, ids, job_id=batch_id.replace(":", "-"), job_timeout=settings.DELIVERY_JOB_TIMEOUT,
         result_ttl=0, failure_ttl=3600, description=f"deliver {len(ids)} message(s)",
     )  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Scheduler side
-# ---------------------------------------------------------------------------------------------------------------------
 
 
 def reclaim_stale_leases(now=None):
@@ -146,49 +141,12 @@ def expire_overdue(now=None):
     return count
 
 
-_provider_fallbacks = {}  # domain -> (monotonic expiry, provider) guessed from the name after a DNS failure
-
-
-def provider_of(tenant_id, domain, routes=None):
-    """The mailbox provider mail to `domain` counts against: from the domain and its MX hosts (so a Google Workspace
-    domain counts as Google). Mail through a route or the demo capture server, and domains whose MX lookup failed
-    (remembered for MX_NEGATIVE_CACHE_SECONDS), are judged by the name alone. MX answers come from the engine's
-    TTL cache, shared with the sender: cheap after the first look."""
-    from ippools.providers import provider_for
-
-    from ..models import Route
-    from ..services import route_for
-    from .mx import resolve_destination
-
-    if routes is None:
-        routes = list(Route.objects.filter(tenant_id=tenant_id, enabled=True))
-    if route_for(tenant_id, domain, routes) is not None:
-        return provider_for(domain)
-    if settings.DEMO_MODE and not Route.objects.filter(enabled=True).exists():
-        return provider_for(domain)
-    fallback = _provider_fallbacks.get(domain)
-    if fallback is not None and fallback[0] > time.monotonic():
-        return fallback[1]
-    destination = resolve_destination(domain)
-    if destination.error is not None:
-        provider = provider_for(domain)
-        if len(_provider_fallbacks) >= settings.MX_CACHE_MAX_ENTRIES:
-            _provider_fallbacks.clear()
-        _provider_fallbacks[domain] = (time.monotonic() + settings.MX_NEGATIVE_CACHE_SECONDS, provider)
-        return provider
-    return provider_for(domain, [host for host, _ in destination.hosts])
-
-
 def _select_ip(tenant_id, pool_id, priority, provider, count, known=None):
     """(ip, how many rows it may take) from ippools, or (None, (reason, until)) when nothing can send now.
 
     `known`: a dict kept for one scheduler run, remembering each (tenant, pool, priority)'s tenant and pool, and
     ippools' reads of pools, members and throttle rules (a run schedules many chunks of the same few; looking them up
     again was a quarter of the scheduler's time, then another 4 of a chunk's 9 queries)."""
-    from deliveryhub.models import Tenant
-    from ippools import services as ip_services
-    from ippools.models import IPPool
-
     known = {} if known is None else known
     if (tenant_id, pool_id, priority) not in known:
         tenant = Tenant.objects.get(pk=tenant_id)
@@ -208,11 +166,8 @@ def _select_ip(tenant_id, pool_id, priority, provider, count, known=None):
 
 def default_pool(tenant, priority):
     """The tenant's default pool for this kind of mail (transactional or marketing)."""
-    from ippools.choices import PoolPurpose
-    from ippools.services import default_pool_for
-
     purpose = PoolPurpose.MARKETING if priority == MessagePriority.MARKETING else PoolPurpose.TRANSACTIONAL
-    return default_pool_for(tenant, purpose) or default_pool_for(tenant)
+    return ip_services.default_pool_for(tenant, purpose) or ip_services.default_pool_for(tenant)
 
 
 def schedule(now=None):
@@ -237,10 +192,10 @@ def schedule(now=None):
     for (tenant_id, pool_id, priority, domain), members in groups.items():
         try:
             if tenant_id not in routes:
-                routes[tenant_id] = list(Route.objects.filter(tenant_id=tenant_id, enabled=True))
-            provider = provider_of(tenant_id, domain, routes[tenant_id])
+                routes[tenant_id] = tenant_routes(tenant_id)
+            provider = destination_for(tenant_id, domain, routes[tenant_id]).provider
         except Exception:  # one bad group never stops the others
-            logger.exception("Finding the provider of %s failed", domain)
+            logger.exception("Finding the destination of %s failed", domain)
             continue
         # A row one dead worker short of being held goes in a batch of its own: if it is what kills workers, only it
         # is held, not the rows that happened to share its batch. Rows after a single death (a node restarted: its
@@ -269,71 +224,22 @@ def _schedule_chunk(tenant_id, pool_id, priority, provider, chunk, now, known=No
     chunk = chunk[: max(0, reserved)]
     if not chunk:
         return 0
-    batch = f"{SCHEDULED_LEASE_PREFIX}{uuid.uuid4().hex}"
+    batch_id = f"{SCHEDULED_LEASE_PREFIX}{uuid.uuid4().hex}"
     node_name = ip.node.name
     with transaction.atomic():
-        leased = Message.objects.filter(id__in=chunk).filter(
-            Q(lease_expires__isnull=True) | Q(lease_expires__lt=now), status__in=READY_STATUSES
-        ).update(
-            lease_owner=batch,
-            lease_expires=now + timedelta(seconds=settings.DELIVERY_SCHEDULE_LEASE_SECONDS),
-            source_ip=ip,
+        leased = (
+            Message.objects.filter(id__in=chunk)
+            .filter(Q(lease_expires__isnull=True) | Q(lease_expires__lt=now), status__in=READY_STATUSES)
+            .update(
+                lease_owner=batch_id,
+                lease_expires=now + timedelta(seconds=settings.DELIVERY_SCHEDULE_LEASE_SECONDS),
+                source_ip=ip,
+            )
         )
         if leased == len(chunk):  # every row of the chunk (ids are distinct): no need to ask which
             ids = list(chunk)
         else:
-            ids = list(Message.objects.filter(id__in=chunk, lease_owner=batch).values_list("id", flat=True))
+            ids = list(Message.objects.filter(id__in=chunk, lease_owner=batch_id).values_list("id", flat=True))
         if ids:
-            transaction.on_commit(lambda: enqueue_batch(node_name, batch, ids))
+            transaction.on_commit(lambda: enqueue_batch(node_name, batch_id, ids))
     return 1 if ids else 0
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Worker side
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def worker_token(batch):
-    """A lease owner unique to this claim: w:<node>:<pid>:<batch>:<random> (node and pid for the humans)."""
-    batch = batch.removeprefix(SCHEDULED_LEASE_PREFIX)[:32]
-    return f"{CLAIMED_LEASE_PREFIX}{settings.NODE_NAME[:30]}:{os.getpid()}:{batch}:{uuid.uuid4().hex[:8]}"
-
-
-def _claimable(ids, batch, now):
-    """Rows of this batch still waiting: ours (scheduled for this batch), or free because every lease ran out."""
-    return Message.objects.filter(id__in=ids, status__in=READY_STATUSES, next_attempt_at__lte=now).filter(
-        Q(lease_owner=batch) | Q(lease_expires__isnull=True) | Q(lease_expires__lt=now)
-    )
-
-
-def claim(batch, ids, now=None):
-    """Take the rows of a batch with a lease for this worker; return (token, ids actually claimed)."""
-    now = now or timezone.now()
-    token = worker_token(batch)
-    lease = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-    ids = list(ids)[: settings.DELIVERY_BATCH_SIZE]
-    with transaction.atomic():
-        candidates = _claimable(ids, batch, now)
-        if connection.features.has_select_for_update_skip_locked:
-            locked = list(candidates.select_for_update(skip_locked=True).values_list("id", flat=True))
-            candidates = Message.objects.filter(id__in=locked)
-        candidates.update(status=MessageStatus.SENDING, lease_owner=token, lease_expires=lease, updated=now)
-        claimed = list(Message.objects.filter(id__in=ids, lease_owner=token).values_list("id", flat=True))
-    return token, claimed
-
-
-def still_mine(token, ids):
-    """The ids whose lease this worker still holds (call inside the transaction that writes outcomes)."""
-    queryset = Message.objects.filter(id__in=ids, lease_owner=token)
-    if connection.features.has_select_for_update:
-        queryset = queryset.select_for_update()
-    return set(queryset.values_list("id", flat=True))
-
-
-def release(token, ids, *, next_attempt_at=None, detail=""):
-    """Give rows back unsent (not this node's IP any more, no capacity): queued again, no attempt counted."""
-    now = timezone.now()
-    return Message.objects.filter(id__in=ids, lease_owner=token).update(
-        status=MessageStatus.QUEUED, lease_owner=None, lease_expires=None, source_ip=None,
-        next_attempt_at=next_attempt_at or now, status_detail=detail[:500], updated=now,
-    )  # fmt: skip
