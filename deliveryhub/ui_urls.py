@@ -2,6 +2,9 @@
 
 from django.urls import include, path
 
+from reports.monitoring_urls import platform_urlpatterns as platform_monitoring
+from reports.monitoring_urls import tenant_urlpatterns as monitoring
+
 from . import views
 
 urlpatterns = [
@@ -29,5 +32,7 @@ urlpatterns = [
     path("ip-pools/", include("ippools.urls")),
     path("domains/", include("domains.urls")),
     path("reports/", include("reports.urls")),
+    path("monitoring/", include(monitoring)),
+    path("platform/monitoring/", include(platform_monitoring)),
     path("platform/backup/", include("deliveryhub.backup_urls")),
 ]

@@ -5,3 +5,8 @@ class ReportsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "reports"
     verbose_name = "Reports"
+
+    def ready(self):
+        from . import receivers
+
+        receivers.connect()

@@ -1,4 +1,5 @@
-"""Forms of the reports UI: data-subject requests, retention periods, compliance reports, signature checks."""
+"""Forms of the reports UI: data-subject requests, retention periods, compliance reports, signature checks, alert
+rules and channels."""
 
 from datetime import timedelta
 
@@ -6,9 +7,14 @@ from django import forms
 from django.utils import timezone
 
 from deliveryhub.privacy import retention_kinds
+from domains.models import SendingDomain
+from ippools.choices import Provider
+from ippools.models import IPPool
+from queues.models import Campaign
 
 from .choices import DataRequestKind, ReportFormat
 from .constants import MAX_SUBJECTS
+from .models import AlertChannel, AlertRule
 
 
 class DataRequestForm(forms.Form):
@@ -54,3 +60,40 @@ class ComplianceReportForm(forms.Form):
 
 class VerifyForm(forms.Form):
     file = forms.FileField(label="Signed file", help_text="A PDF report or export, or a signed archive (.zip).")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Alerting
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class AlertRuleForm(forms.ModelForm):
+    """An alert rule: a platform rule (operators; no tenant) or the current tenant's (its domains, pools it may use,
+    its campaigns, its channels). Rates are entered as fractions (0.05 = 5 %)."""
+
+    class Meta:
+        model = AlertRule
+        fields = ["name", "description", "metric", "comparison", "threshold", "window_minutes", "min_volume",
+                  "group_by", "pool", "source_ip", "provider", "domain", "campaign", "severity", "channels",
+                  "reminder_minutes", "action", "enabled"]  # fmt: skip
+        widgets = {"description": forms.Textarea(attrs={"rows": 2}), "channels": forms.SelectMultiple()}
+        labels = {"min_volume": "Volume floor", "window_minutes": "Window (minutes)"}
+
+    def __init__(self, *args, tenant=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"] = forms.ChoiceField(choices=[("", "any provider"), *Provider.choices], required=False)
+        self.fields["channels"].required = False
+        if tenant is not None:
+            self.fields["pool"].queryset = IPPool.objects.usable_by(tenant)
+            self.fields["domain"].queryset = SendingDomain.objects.for_tenant(tenant)
+            self.fields["campaign"].queryset = Campaign.objects.for_tenant(tenant)
+            self.fields["channels"].queryset = AlertChannel.objects.for_tenant(tenant)
+        else:
+            self.fields["channels"].queryset = AlertChannel.objects.filter(tenant__isnull=True)
+
+
+class AlertChannelForm(forms.ModelForm):
+    class Meta:
+        model = AlertChannel
+        fields = ["name", "kind", "target", "secret", "enabled"]
+        widgets = {"target": forms.TextInput(), "secret": forms.TextInput(attrs={"autocomplete": "off"})}

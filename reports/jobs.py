@@ -1,12 +1,12 @@
-"""Periodic work of the reports app: the retention purge, the roll-ups and their pruning."""
+"""Periodic work of the reports app: the retention purge, the roll-ups and their pruning, alert evaluation."""
 
 from django.conf import settings
 
 from deliveryhub.constants import QUEUE_LOW
 from deliveryhub.jobs import system_job
 
-from . import rollups, services
-from .constants import PURGE_INTERVAL_SECONDS, ROLLUP_PRUNE_SECONDS
+from . import alerts, rollups, services
+from .constants import ALERT_EVALUATION_SECONDS, PURGE_INTERVAL_SECONDS, ROLLUP_PRUNE_SECONDS
 
 
 @system_job(interval=PURGE_INTERVAL_SECONDS, queue=QUEUE_LOW, name="reports.purge_expired_data")
@@ -25,3 +25,11 @@ def roll_up():
 def prune_rollups():
     """Delete minute roll-ups past 48 h and hour roll-ups past 400 days (the retention settings)."""
     return rollups.prune()
+
+
+@system_job(interval=ALERT_EVALUATION_SECONDS, name="reports.evaluate_alerts")
+def evaluate_alerts():
+    """Evaluate every enabled alert rule: open, remind, resolve, notify (ALERTS_ENABLED)."""
+    if settings.ALERTS_ENABLED:
+        return alerts.evaluate_all()
+    return None

@@ -186,7 +186,8 @@ class AlertRule(PanelURLs, ChangeLoggedModel, TenantModel):
                 if self.min_volume:
                     text += f" (at least {self.min_volume:,})"
         if self.group_by:
-            text += f", {self.get_group_by_display().lower()}"
+            label = self.get_group_by_display()
+            text += f", {label[0].lower()}{label[1:]}"
         return text
 
     def clean(self):
