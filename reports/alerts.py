@@ -34,7 +34,7 @@ from ippools.providers import provider_for
 from ippools.services import pause_ip
 from queues.campaigns.services import pause_campaign
 from queues.choices import READY_STATUSES, MessageStatus
-from queues.models import Campaign, Message
+from queues.models import Campaign, Message, Webhook
 
 from . import channels, gauges, rollups
 from .alert_defaults import DEFAULT_RULES, PLATFORM_ONLY_KEYS, rule_fields
@@ -175,6 +175,9 @@ def measure_queue(rule, now):
     if metric == RuleMetric.ROLLUP_LAG:
         lag = rollups.lag_seconds(now) if settings.ROLLUPS_ENABLED else 0.0
         return [Observation("", lag, None, _compare(rule, lag))]
+    if metric == RuleMetric.WEBHOOK_BACKLOG:
+        return [Observation(_key(rule, tenant_id) if rule.group_by else "", behind, None, _compare(rule, behind))
+                for tenant_id, behind in gauges.webhook_backlog(rule.tenant_id).items()]  # fmt: skip
     statuses = (MessageStatus.HELD,) if metric == RuleMetric.HELD_COUNT else READY_STATUSES
     queryset = _queue_queryset(rule).filter(status__in=statuses)
     if rule.provider:  # a provider is judged from the recipient domain: narrow in Python over distinct domains
@@ -215,6 +218,12 @@ def measure_event(rule, now):
             domains = domains.filter(pk=rule.domain_id)
         return [Observation(f"domain={d.pk}", 1, None, True, label=d.name, detail=f"{d.name} is failing")
                 for d in domains]  # fmt: skip
+    if rule.metric == RuleMetric.WEBHOOK_DISABLED:
+        hooks = Webhook.objects.filter(enabled=False).exclude(disabled_reason="")
+        if rule.tenant_id is not None:
+            hooks = hooks.filter(tenant_id=rule.tenant_id)
+        return [Observation(f"webhook={hook.pk}", 1, None, True, label=hook.url[:200], detail=hook.disabled_reason)
+                for hook in hooks]  # fmt: skip
     # warm-up step-backs: open ones stay firing for the rule's window after they were raised
     since = now - timedelta(minutes=rule.window_minutes)
     return [Observation(a.key, a.value, None, True, label=a.key_label, detail=a.detail)

@@ -8,16 +8,13 @@ Sending one alert notification through one channel.
   v1,<base64 HMAC-SHA256 of id.timestamp.body>` with the channel's `whsec_` secret; the `standardwebhooks` package).
 - Slack-compatible webhook: a JSON `{"text": …}` POST (incoming webhooks of Slack, Mattermost, Rocket.Chat).
 
-A tenant's webhook connects only where deliveryhub.netguard allows (public addresses unless the operator allows
-private ones, never the platform's own ports): the name is resolved once, every address checked, and the connection
-made to the checked address (TLS still verifies the name). Platform channels may point inside the operator's network.
-No redirects are followed. Failures raise ChannelError with a message fit for the notification log.
+Webhooks go out through the events webhooks' guarded POST (queues.webhooks.http): the name resolved once, every
+address checked with deliveryhub.netguard (public addresses unless the operator allows private ones, never the
+platform's own ports), the connection made to the checked address with TLS verified for the name, no redirects.
+Failures raise ChannelError with a message fit for the notification log.
 """
 
-import http.client
 import json
-import socket
-import ssl
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -25,12 +22,9 @@ from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from standardwebhooks.webhooks import Webhook
 
-from deliveryhub import netguard
+from queues.webhooks import http as webhook_http
 
 from .choices import ChannelKind
-
-USER_AGENT = "DeliveryHub-Alerts/1"
-MAX_RESPONSE_READ = 4096
 
 
 class ChannelError(Exception):
@@ -109,69 +103,14 @@ def _send_through_deliveryhub(addresses, subject, text):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Webhooks
+# Webhooks: the same guarded POST as the events webhooks (queues.webhooks.http)
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection to a checked address (the URL's host name still goes in the Host header)."""
-
-    def __init__(self, host, port, address, **kwargs):
-        super().__init__(host, port, **kwargs)
-        self.address = address
-
-    def connect(self):
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """An HTTPS connection to a checked address; the certificate is verified for the URL's host name."""
-
-    def __init__(self, host, port, address, **kwargs):
-        super().__init__(host, port, **kwargs)
-        self.address = address
-
-    def connect(self):
-        sock = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
-
-
-def _target(channel):
-    """(scheme, host, port, path, checked address) of the channel's URL, or ChannelError."""
-    parts = urlsplit(channel.target.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ChannelError("The webhook URL is not an http(s) URL.")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    allow_private = True if channel.tenant_id is None else None  # platform channels: the operator's own network
-    try:
-        addresses = netguard.resolve(parts.hostname)
-        for address in addresses:
-            netguard.check_address(address, port, allow_private=allow_private)
-    except netguard.TargetNotAllowed as error:
-        raise ChannelError(f"Not sent: {error}") from None
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, parts.hostname, port, path, str(addresses[0])
-
-
 def post(channel, body, headers):
-    scheme, host, port, path, address = _target(channel)
-    timeout = settings.ALERT_WEBHOOK_TIMEOUT
-    if scheme == "https":
-        context = ssl.create_default_context()
-        if settings.SMTP_TLS_CA_FILE:
-            context.load_verify_locations(settings.SMTP_TLS_CA_FILE)
-        connection = _PinnedHTTPSConnection(host, port, address, timeout=timeout, context=context)
-    else:
-        connection = _PinnedHTTPConnection(host, port, address, timeout=timeout)
-    try:
-        connection.request("POST", path, body=body, headers={"Content-Type": "application/json",
-                                                             "User-Agent": USER_AGENT, **headers})  # fmt: skip
-        response = connection.getresponse()
-        response.read(MAX_RESPONSE_READ)
-    except (OSError, http.client.HTTPException) as error:
-        raise ChannelError(f"The webhook could not be reached: {error}") from None
-    finally:
-        connection.close()
-    if not 200 <= response.status < 300:
-        raise ChannelError(f"The webhook answered HTTP {response.status}.")
-    return f"HTTP {response.status}"
+    result = webhook_http.post(channel.target.strip(), body, headers, timeout=settings.ALERT_WEBHOOK_TIMEOUT)
+    if result.status is None:
+        raise ChannelError(f"Not sent: {result.error}")
+    if not 200 <= result.status < 300:
+        raise ChannelError(f"The webhook answered HTTP {result.status}.")
+    return f"HTTP {result.status}"

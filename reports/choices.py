@@ -74,18 +74,22 @@ class RuleMetric(models.TextChoices):
     NODE_HEARTBEAT_AGE = "node_heartbeat_age", "Node heartbeat age (seconds)"
     SCHEDULER_LAG = "scheduler_lag", "Scheduler lag (seconds since its last tick)"
     ROLLUP_LAG = "rollup_lag", "Roll-up lag (seconds behind the newest attempt)"
+    WEBHOOK_BACKLOG = "webhook_backlog", "Webhook backlog (events not yet delivered)"
     # events
     IP_LISTED = "ip_listed", "IP listed on a blocklist"
     WARMUP_STEPPED_BACK = "warmup_stepped_back", "Warm-up stepped back"
     DOMAIN_FAILING = "domain_failing", "Sending domain DNS check failing"
+    WEBHOOK_DISABLED = "webhook_disabled", "Webhook endpoint disabled (after failures)"
 
 
 RATE_METRICS = (RuleMetric.BOUNCE_RATE, RuleMetric.DEFERRAL_RATE, RuleMetric.DELIVERY_RATE, RuleMetric.COMPLAINT_RATE,
                 RuleMetric.UNSUBSCRIBE_RATE, RuleMetric.EXPIRED_RATE)  # fmt: skip
 QUEUE_METRICS = (RuleMetric.OLDEST_QUEUED_AGE, RuleMetric.QUEUED_COUNT, RuleMetric.HELD_COUNT,
-                 RuleMetric.NODE_HEARTBEAT_AGE, RuleMetric.SCHEDULER_LAG, RuleMetric.ROLLUP_LAG)  # fmt: skip
+                 RuleMetric.NODE_HEARTBEAT_AGE, RuleMetric.SCHEDULER_LAG, RuleMetric.ROLLUP_LAG,
+                 RuleMetric.WEBHOOK_BACKLOG)  # fmt: skip
 PLATFORM_ONLY_METRICS = (RuleMetric.NODE_HEARTBEAT_AGE, RuleMetric.SCHEDULER_LAG, RuleMetric.ROLLUP_LAG)
-EVENT_METRICS = (RuleMetric.IP_LISTED, RuleMetric.WARMUP_STEPPED_BACK, RuleMetric.DOMAIN_FAILING)
+EVENT_METRICS = (RuleMetric.IP_LISTED, RuleMetric.WARMUP_STEPPED_BACK, RuleMetric.DOMAIN_FAILING,
+                 RuleMetric.WEBHOOK_DISABLED)  # fmt: skip
 
 
 class RuleGroupBy(models.TextChoices):

@@ -15,7 +15,7 @@ from deliveryhub import leader, redis_client
 from ippools.models import DeliveryNode
 from ippools.providers import provider_for
 from queues.choices import READY_STATUSES, MessageStatus
-from queues.models import Message
+from queues.models import EventStream, Message, Webhook
 
 UNFINISHED = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING, MessageStatus.HELD)
 HEALTH_TIMEOUT = 2  # seconds a health check waits for Redis
@@ -116,3 +116,24 @@ def rq_state():
         return {"queues": queues, "failed": failed, "workers": len(workers), "busy": busy}
     except Exception:
         return None
+
+
+def webhook_backlog(tenant_id=None):
+    """{tenant id: stream positions its enabled webhooks are behind (summed)}: events not yet delivered."""
+    stream = EventStream.objects.filter(pk=1).values_list("last_position", flat=True).first() or 0
+    hooks = Webhook.objects.filter(enabled=True)
+    if tenant_id is not None:
+        hooks = hooks.filter(tenant_id=tenant_id)
+    out = {}
+    for tenant, cursor in hooks.values_list("tenant_id", "cursor"):
+        out[tenant] = out.get(tenant, 0) + max(0, stream - cursor)
+    return out
+
+
+def webhooks_by_state():
+    """{"enabled": n, "failing": n, "disabled": n} of every tenant's webhooks."""
+    rows = Webhook.objects.values_list("enabled", "failing_since")
+    out = {"enabled": 0, "failing": 0, "disabled": 0}
+    for enabled, failing_since in rows:
+        out["disabled" if not enabled else "failing" if failing_since else "enabled"] += 1
+    return out

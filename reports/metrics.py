@@ -227,10 +227,16 @@ class DatabaseCollector:
             n=Count("id")
         ).order_by():
             pending.add_metric([status], n)
+        hooks = _gauge("webhooks", "Tenants' event webhooks by state (enabled, failing, disabled).", ["state"])
+        for hook_state, n in gauges.webhooks_by_state().items():
+            hooks.add_metric([hook_state], n)
+        backlog = _gauge("webhook_backlog_events", "Event stream positions enabled webhooks are behind.", ["tenant"])
+        for tenant_id, behind in sorted(gauges.webhook_backlog().items()):
+            backlog.add_metric([names.tenant(tenant_id)], behind)
         info = InfoMetricFamily(PREFIX + "build", "DeliveryHub build information.")
         info.add_metric([], {"node": settings.NODE_NAME})
         yield from (jobs, failed, workers, busy, up, age, ips, lag, scheduler_up, redis_up, database_up, rollup_lag,
-                    cursor, pending, info)  # fmt: skip
+                    cursor, pending, hooks, backlog, info)  # fmt: skip
 
     # -- IPs, pools, throttles, domains, tenants, campaigns -------------------------------------------------------
     def infrastructure(self, names, now):

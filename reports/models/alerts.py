@@ -7,8 +7,6 @@ measured now, or an event) with a threshold, over everything in its scope or onc
 once per firing, again after `reminder_minutes`, and once when it resolves (reports/alerts.py).
 """
 
-from urllib.parse import urlsplit
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
@@ -16,11 +14,11 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from deliveryhub import netguard
 from deliveryhub.choices import Area
 from deliveryhub.crypto import EncryptedTextField
 from deliveryhub.models import ChangeLoggedModel, PanelURLs, TenantModel
 from deliveryhub.querysets import TenantQuerySet
+from queues.webhooks import http as webhook_http
 
 from ..choices import (
     ALERT_STATE_BADGES,
@@ -47,8 +45,8 @@ class AlertChannel(PanelURLs, ChangeLoggedModel, TenantModel):
     """Where notifications go: email addresses, a webhook signed as Standard Webhooks describe (HMAC-SHA256 over
     `id.timestamp.body` with the channel's secret), or a Slack-compatible incoming webhook (a JSON `text` body).
 
-    A tenant's webhook must name a public address (deliveryhub.netguard, checked again at every connection);
-    platform channels are the operators' own and may point inside their network."""
+    A webhook must name an address the outbound policy allows (queues.webhooks.http, deliveryhub.netguard), checked
+    when saved and again at every connection."""
 
     tenant = models.ForeignKey("deliveryhub.Tenant", on_delete=models.CASCADE, null=True, blank=True,
                                related_name="+")  # fmt: skip # empty: a platform channel (operators)
@@ -88,20 +86,10 @@ class AlertChannel(PanelURLs, ChangeLoggedModel, TenantModel):
                 except ValidationError:
                     raise ValidationError({"target": f"{address!r} is not an email address."}) from None
             return
-        parts = urlsplit(self.target.strip())
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValidationError({"target": "A webhook is an http(s):// URL."})
-        if any(ch in self.target for ch in "\r\n\t "):
-            raise ValidationError({"target": "A URL has no spaces or line breaks."})
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise ValidationError({"target": "The URL's port is not a number."}) from None
-        if self.tenant_id is not None:
-            try:
-                netguard.check_public_host(parts.hostname, port)
-            except netguard.TargetNotAllowed as error:
-                raise ValidationError({"target": str(error)}) from None
+            webhook_http.check_url(self.target.strip())  # the events webhooks' policy (netguard), one for both
+        except ValidationError as error:
+            raise ValidationError({"target": error.message_dict.get("url", error.messages)}) from None
         if self.kind == ChannelKind.WEBHOOK and self.secret and not self.secret.startswith(WEBHOOK_SECRET_PREFIX):
             raise ValidationError({"secret": f"A signing secret starts with {WEBHOOK_SECRET_PREFIX}."})
 

@@ -323,3 +323,22 @@ class QueueAndPlatformRulesTest(TenantTestCase):
         self.assertEqual(counts["errors"], 0)
         self.assertEqual(counts["rules"], AlertRule.objects.filter(enabled=True).count())
         self.assertGreaterEqual(counts["rules"], 15)
+
+    def test_webhook_disabled_and_backlog(self):
+        from queues.models import EventStream, Webhook
+
+        EventStream.objects.update_or_create(pk=1, defaults={"last_position": 25000})
+        Webhook.objects.create(tenant=self.tenant_a, url="https://hooks.a.test/x", secret=channels_secret(),
+                               cursor=1000)  # fmt: skip
+        gone = Webhook.objects.create(tenant=self.tenant_a, url="https://gone.a.test/x", secret=channels_secret(),
+                                      enabled=False, disabled_reason="HTTP 410 Gone")  # fmt: skip
+        backlog = AlertRule.objects.get(tenant__isnull=True, default_key="webhook-backlog")
+        disabled = AlertRule.objects.get(tenant__isnull=True, default_key="webhook-disabled")
+        with self.captureOnCommitCallbacks(execute=True):
+            [behind], _, _ = alerts.evaluate(backlog)
+            [off], _, _ = alerts.evaluate(disabled)
+        self.assertEqual((behind.key, behind.value), (f"tenant={self.tenant_a.pk}", 24000))
+        self.assertEqual((off.key, off.detail), (f"webhook={gone.pk}", "HTTP 410 Gone"))
+        Webhook.objects.filter(pk=gone.pk).update(enabled=True, disabled_reason="")
+        with self.captureOnCommitCallbacks(execute=True):
+            self.assertEqual(len(alerts.evaluate(disabled)[2]), 1)  # re-enabled: resolved
