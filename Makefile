@@ -5,6 +5,7 @@
 #   make bench  run the benchmark (intake, then delivery; bodies encrypted at rest too)
 #   make bench-intake  only the intake figures (batch and single-message API, gunicorn)
 #   make bench-compliance  the audit PDF and data-subject access speed targets
+#   make bench-reports  monitoring: dashboards, /metrics and alert evaluation over seeded attempts (PostgreSQL)
 #   make bench-campaign  import, fan-out and personalised delivery of campaigns (BENCH_DATABASE_URL: PostgreSQL too)
 #   make lint   ruff, system checks and the missing-migration check
 
@@ -17,7 +18,7 @@ PY := $(VENV)/bin/python
 PYTHON ?=
 PYTEST_ARGS ?= -q
 
-.PHONY: venv run test bench bench-intake bench-compliance bench-campaign lint clean-venv
+.PHONY: venv run test bench bench-intake bench-compliance bench-campaign bench-reports lint clean-venv
 
 venv: $(VENV)/.installed
 
@@ -65,6 +66,12 @@ bench-campaign: venv
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix; \
 	fi
 	$(PY) manage.py bench_campaign --messages 0  # personalised delivery: once the engine renders campaign messages
+
+# Monitoring: 10,000,000 seeded attempts (BENCH_ATTEMPTS to change; PostgreSQL: BENCH_DATABASE_URL, default
+# postgres://postgres@127.0.0.1:5432/deliveryhub_bench_reports, kept between runs), then dashboards, /metrics, alerts.
+BENCH_ATTEMPTS ?= 10000000
+bench-reports: venv
+	$(PY) manage.py bench_reports --attempts $(BENCH_ATTEMPTS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -268,6 +268,8 @@ def apply(rule, observations, now=None):
     """Move the rule's alerts to what `observations` say. Returns (opened, reminded, resolved) alerts."""
     now = now or timezone.now()
     opened, reminded, resolved = [], [], []
+    if not any(obs.firing for obs in observations) and not rule.alerts.filter(state=AlertState.FIRING).exists():
+        return opened, reminded, resolved  # the usual case: nothing fires, nothing to resolve, nothing to lock
     with transaction.atomic():
         AlertRule.objects.select_for_update().filter(pk=rule.pk).first()  # one evaluation of a rule at a time
         open_alerts = {alert.key: alert for alert in rule.alerts.filter(state=AlertState.FIRING)}

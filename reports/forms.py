@@ -77,7 +77,8 @@ class AlertRuleForm(forms.ModelForm):
                   "group_by", "pool", "source_ip", "provider", "domain", "campaign", "severity", "channels",
                   "reminder_minutes", "action", "enabled"]  # fmt: skip
         widgets = {"description": forms.Textarea(attrs={"rows": 2}), "channels": forms.SelectMultiple()}
-        labels = {"min_volume": "Volume floor", "window_minutes": "Window (minutes)"}
+        labels = {"min_volume": "Volume floor", "window_minutes": "Window (minutes)", "source_ip": "Source IP",
+                  "pool": "IP pool", "domain": "Sending domain", "reminder_minutes": "Reminder (minutes)"}
 
     def __init__(self, *args, tenant=None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -121,12 +121,12 @@ class Page:
     def context(self):
         since, now, step = dashboards.window(self.range)
         series = dashboards.series(self.scope, self.range, tz=self.tz, now=now)
-        totals = dashboards.totals(self.scope, since, now)
         dims = self.breakdown_dimensions()
+        grouped, totals = dashboards.breakdowns(self.scope, [d for d, _ in dims], since, now, limit=BREAKDOWN_ROWS)
         breakdowns = []
         names = Labels(self.scope, self.platform)
         for dimension, label in dims:
-            rows = dashboards.breakdown(self.scope, dimension, since, now, limit=BREAKDOWN_ROWS)
+            rows = grouped[dimension]
             if dimension == "campaign":
                 self.campaign_uuids = names.campaign_uuids([row["value"] for row in rows])
             for row in rows:
@@ -355,7 +355,7 @@ def platform_extras(now=None):
     now = now or timezone.now()
     since = now - timedelta(days=1)
     ready, checks = health.readiness()
-    by_tenant = dashboards.breakdown(Scope(), "tenant", since, now)
+    by_tenant = dashboards.breakdowns(Scope(), ["tenant"], since, now)[0]["tenant"]
     names = dict(Tenant.objects.values_list("pk", "name"))
     for row in by_tenant:
         row["label"] = names.get(row["value"], f"#{row['value']}")
