@@ -111,7 +111,8 @@ class DatabaseCollector:
         families = {field: _counter(name, doc, TOTAL_LABELS) for field, (name, doc) in TOTAL_COUNTERS.items()}
         seconds = _counter("smtp_transaction_seconds", "Time spent in SMTP transactions.", TOTAL_LABELS)
         latency = HistogramMetricFamily(PREFIX + "delivery_latency_seconds", "Accept to delivered time of delivered "
-                                        "messages.", labels=TOTAL_LABELS)  # fmt: skip
+                                        "messages.", labels=["tenant", "provider"])  # fmt: skip
+        histograms = {}
         fields = ["tenant_id", "pool_id", "source_ip", "provider", *TOTAL_COUNTERS, "attempt_seconds",
                   "latency_seconds", *LATENCY_FIELDS]  # fmt: skip
         for row in RollupTotal.objects.values(*fields).order_by("tenant_id", "pool_id", "source_ip", "provider"):
@@ -119,13 +120,18 @@ class DatabaseCollector:
             for field, family in families.items():
                 family.add_metric(labels, row[field])
             seconds.add_metric(labels, row["attempt_seconds"])
-            if row["delivered"]:
-                cumulative, buckets = 0, []
-                for bound, field in zip(LATENCY_BUCKETS, LATENCY_FIELDS, strict=False):
-                    cumulative += row[field]
-                    buckets.append((str(float(bound)), cumulative))
-                buckets.append(("+Inf", cumulative + row[LATENCY_FIELDS[-1]]))
-                latency.add_metric(labels, buckets, row["latency_seconds"])
+            if row["delivered"]:  # the histogram by (tenant, provider) only: twelve series per label set
+                counts = histograms.setdefault((labels[0], labels[3]), [0.0] + [0] * len(LATENCY_FIELDS))
+                counts[0] += row["latency_seconds"]
+                for index, field in enumerate(LATENCY_FIELDS, start=1):
+                    counts[index] += row[field]
+        for (tenant, provider), counts in sorted(histograms.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(LATENCY_BUCKETS, counts[1:], strict=False):
+                cumulative += count
+                buckets.append((str(float(bound)), cumulative))
+            buckets.append(("+Inf", cumulative + counts[-1]))
+            latency.add_metric([tenant, provider], buckets, counts[0])
         yield from families.values()
         yield seconds
         yield latency

@@ -282,9 +282,11 @@ def upsert(model, key_fields, rows, add_fields, keep_fields=()):
         with connection.cursor() as cursor:
             for start in range(0, len(rows), UPSERT_ROWS):
                 chunk = rows[start : start + UPSERT_ROWS]
-                values = zip(*chunk, strict=True)
-                cursor.execute(sql, [[float(v) for v in column] if isinstance(fields[name], FloatField) else list(column)
-                                     for name, column in zip(columns, values, strict=True)])  # fmt: skip
+                params = []
+                for name, column in zip(columns, zip(*chunk, strict=True), strict=True):
+                    floats = isinstance(fields[name], FloatField)  # an array is of one type: 0 becomes 0.0
+                    params.append([float(v) for v in column] if floats else list(column))
+                cursor.execute(sql, params)
         return
     placeholder = f"({', '.join(['%s'] * len(columns))})"
     sql = (

@@ -59,17 +59,21 @@ def seed(tenant, domain, pool, ips):
                                     complained=1 if ago % 97 == 0 else 0))  # fmt: skip
     HourRollup.objects.bulk_create(hours)
     MinuteRollup.objects.bulk_create(minutes)
-    for ago, (code, enhanced, status, category, text) in enumerate([
+    replies = [
         (421, "4.7.0", "deferred", "rate_limited", "421 4.7.0 Try again later, closing connection."),
-        (550, "5.1.1", "bounced", "invalid_recipient", "550 5.1.1 The email account that you tried to reach does not exist."),
-        (451, "4.7.650", "deferred", "reputation", "451 4.7.650 The mail server has been temporarily rate limited due to IP reputation."),
-    ]):  # fmt: skip
+        (550, "5.1.1", "bounced", "invalid_recipient", "550 5.1.1 The email account that you tried to reach does "
+                                                       "not exist."),
+        (451, "4.7.650", "deferred", "reputation", "451 4.7.650 The mail server has been temporarily rate limited "
+                                                   "due to IP reputation."),
+    ]  # fmt: skip
+    for ago, (code, enhanced, status, category, text) in enumerate(replies):
         ReplyMinute.objects.create(bucket=rollups.minute_of(now - timedelta(minutes=5 + ago)), tenant_id=tenant.pk,
                                    provider=PROVIDERS[ago], status=status, code=code, enhanced_code=enhanced,
                                    category=category, count=40 - ago * 9, text=text)  # fmt: skip
     for ip in ips:
         ReputationSample.objects.bulk_create([
-            ReputationSample(ip=ip, time=now - timedelta(hours=h), score=max(40, min(100, 92 - (h % 40) + rng.randint(-4, 4))))
+            ReputationSample(ip=ip, time=now - timedelta(hours=h),
+                             score=max(40, min(100, 92 - (h % 40) + rng.randint(-4, 4))))
             for h in range(0, 7 * 24, 3)
         ])  # fmt: skip
 
@@ -85,7 +89,7 @@ class MonitoringBrowserTest(BrowserTestCase):
             self.user = make_user("alice@acme.test", self.tenant, Role.ADMIN)
             self.device = EncryptedTOTPDevice.objects.create(user=self.user, name="phone", confirmed=True)
         seed(self.tenant, self.domain, self.pool, self.ips)
-        # A live-server test empties the tables after each test: the shipped rules come back as the migration makes them.
+        # Live-server tests empty the tables after each test: the shipped rules are put back as the migration does.
         for rule in DEFAULT_RULES:
             fields = rule_fields(rule)
             AlertRule.objects.get_or_create(tenant=None, default_key=fields.pop("default_key"), defaults=fields)
@@ -150,7 +154,8 @@ class MonitoringBrowserTest(BrowserTestCase):
         now = timezone.now()
         Alert.objects.create(rule=rule, key=f"ip={self.ips[1].address}", key_label=self.ips[1].address,
                              severity=rule.severity, started_at=now - timedelta(hours=30), value=0.21, volume=2400,
-                             detail="504 of 2,400", state="resolved", resolved_at=now - timedelta(hours=28))  # fmt: skip
+                             detail="504 of 2,400", state="resolved",
+                             resolved_at=now - timedelta(hours=28))  # fmt: skip
         Alert.objects.create(rule=AlertRule.objects.get(tenant__isnull=True, default_key="queue-age"),
                              key=f"tenant={self.tenant.pk}", key_label="tenant Acme Mail", severity="critical",
                              value=2400, detail="oldest waited 40 min")  # fmt: skip

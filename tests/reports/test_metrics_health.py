@@ -2,12 +2,16 @@
 label cardinality, access by platform key or allow-listed network only; /healthz; /readyz against a real Redis that
 is stopped, a scheduler lease and node heartbeats."""
 
+import json
+import re
 import shutil
 import socket
 import subprocess
 import time
 from datetime import timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.test import Client, override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -112,6 +116,15 @@ class MetricsTest(TenantTestCase):
             self.assertEqual(self.scrape().status_code, 401)
             self.assertEqual(self.scrape(REMOTE_ADDR="10.1.2.3").status_code, 200)
 
+    def test_every_metric_the_shipped_grafana_dashboard_uses_exists(self):
+        path = Path(settings.BASE_DIR) / "docs" / "grafana" / "deliveryhub-dashboard.json"
+        dashboard = json.loads(path.read_text())
+        used = {re.sub(r"_(total|bucket)$", "", name) for panel in dashboard["panels"] for target in panel["targets"]
+                for name in re.findall(r"deliveryhub_[a-z_]+", target["expr"])}  # fmt: skip
+        found = set(families(self.scrape(self.platform_key).content.decode()))
+        self.assertGreaterEqual(len(used), 15)
+        self.assertEqual(used - found, set())
+
 
 def free_port():
     with socket.socket() as probe:
@@ -192,3 +205,4 @@ class HealthTest(TenantTestCase):
         self.assertNotIn(str(self.redis.port), text)
         self.assertNotIn("127.0.0.1", text)
         self.assertEqual(set(body), {"status", "checks"})
+

@@ -200,7 +200,8 @@ class Command(BaseCommand):
                 "CASE WHEN h < 90 THEN '2.0.0' WHEN h < 96 THEN '4.7.0' ELSE '5.1.1' END, "
                 "CASE WHEN h < 90 THEN 'OK' WHEN h < 96 THEN 'Try again later' ELSE 'No such user' END, 0.2, "
                 "CASE WHEN h < 90 THEN '' WHEN h < 96 THEN 'rate_limited' ELSE 'invalid_recipient' END, '' "
-                f"FROM (SELECT m.*, n, mod(abs(hashtext(m.id::text || n::text)), 100) h FROM {q(Message._meta.db_table)} m "
+                "FROM (SELECT m.*, n, mod(abs(hashtext(m.id::text || n::text)), 100) h "
+                f"FROM {q(Message._meta.db_table)} m "
                 "CROSS JOIN generate_series(1, 2) n WHERE m.id <> ALL(%s)) m",
                 [list(m.pk for m in templates.values())],
             )  # fmt: skip
@@ -218,9 +219,9 @@ class Command(BaseCommand):
 
         provider = ("CASE m.rcpt_domain WHEN 'gmail.com' THEN 'google' WHEN 'outlook.com' THEN 'microsoft' "
                     "WHEN 'yahoo.com' THEN 'yahoo' ELSE 'other' END")  # fmt: skip
-        lat = ("extract(epoch from a.time - m.created)")
-        for table, trunc, where in (("reports_hourrollup", "hour", ""),
-                                    ("reports_minuterollup", "minute", "AND a.time > now() - interval '48 hours'")):  # fmt: skip
+        lat = "extract(epoch from a.time - m.created)"
+        recent = "AND a.time > now() - interval '48 hours'"
+        for table, trunc, where in (("reports_hourrollup", "hour", ""), ("reports_minuterollup", "minute", recent)):
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"INSERT INTO {table} (bucket, tenant_id, domain_id, pool_id, source_ip, provider, campaign_id, "
@@ -273,7 +274,7 @@ class Command(BaseCommand):
             out = []
             for table in ("queues_deliveryattempt", "queues_message", "queues_messageevent", "reports_hourrollup",
                           "reports_minuterollup", "reports_replyhour", "reports_rolluptotal"):  # fmt: skip
-                cursor.execute(f"SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [table])
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [table])
                 out.append(f"{table.split('_', 1)[1]} ~{cursor.fetchone()[0]:,}")
         return "rows: " + ", ".join(out)
 
