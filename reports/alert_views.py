@@ -57,7 +57,7 @@ class AlertRuleListView(ObjectListView):
     def narrow(self, queryset):
         return queryset.select_related("tenant").prefetch_related("channels").annotate(
             firing_count=Count("alerts", filter=Q(alerts__state=AlertState.FIRING))
-        )
+        ).order_by("tenant_id", "name", "pk")  # GROUP BY drops Meta.ordering
 
     def extra_context(self, request):
         may_install = (not request.principal.is_platform and request.tenant is not None

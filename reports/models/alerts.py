@@ -37,6 +37,8 @@ from ..choices import (
     Severity,
 )
 
+SECONDS_METRICS = (RuleMetric.OLDEST_QUEUED_AGE, RuleMetric.NODE_HEARTBEAT_AGE, RuleMetric.SCHEDULER_LAG,
+                   RuleMetric.ROLLUP_LAG)  # fmt: skip
 MAX_EMAIL_RECIPIENTS = 20  # addresses one email channel notifies
 WEBHOOK_SECRET_PREFIX = "whsec_"  # Standard Webhooks: the secret is whsec_<base64 of its bytes>
 
@@ -163,11 +165,14 @@ class AlertRule(PanelURLs, ChangeLoggedModel, TenantModel):
 
     def condition_text(self):
         """The rule in words: "bounce rate above 5 % over 15 min (at least 200 attempts), per pool"."""
-        label = self.get_metric_display().split(" (")[0].lower()
+        label = self.get_metric_display().split(" (")[0]
+        label = label[0].lower() + label[1:]
         if self.kind == RuleKind.EVENT:
             text = f"when: {label}"
         else:
             value = f"{self.threshold * 100:g} %" if self.kind == RuleKind.RATE else f"{self.threshold:g}"
+            if self.metric in SECONDS_METRICS:
+                value += " s"
             text = f"{label} {self.get_comparison_display()} {value}"
             if self.kind == RuleKind.RATE:
                 text += f" over {_minutes(self.window_minutes)}"
