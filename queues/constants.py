@@ -64,3 +64,6 @@ SUPPRESSION_EXPIRY_SECONDS = 3600  # how often expired suppressions are removed
 # Opens fetched by mail privacy proxies, not by people (Apple Mail Privacy Protection prefetches every image).
 PRIVACY_PROXY_NETWORKS = ("17.0.0.0/8",)  # Apple's egress ranges for Mail Privacy Protection
 PRIVACY_PROXY_USER_AGENTS = ()  # substrings of User-Agent headers of prefetching proxies (none known beyond IPs)
+# The header that names one recipient's message in what we send (`X-DeliveryHub-Message: <message uuid>`): feedback
+# loops quote it back. The delivery engine adds it when it renders a message (see docs/webhooks.md).
+MESSAGE_HEADER = "X-DeliveryHub-Message"

@@ -38,9 +38,10 @@ from django.db import close_old_connections
 from deliveryhub import throttle
 from deliveryhub.audit import audit_context
 from deliveryhub.models import Tenant
+from domains.dmarc import ReportRejected
 
 from ..campaigns import services as campaign_services
-from ..inbound_reports import process_report
+from ..inbound_reports import is_addressed, process_addressed, process_report, report_target
 from ..models import Message
 from ..services import Submission, accept_messages, authenticate_smtp
 
@@ -138,7 +139,9 @@ def _is_report_address(address):
     message_uuid = Message.uuid_from_verp(address)
     if message_uuid is not None and Message.objects.filter(uuid=message_uuid).exists():
         return True
-    return campaign_services.message_for_unsubscribe_address(address) is not None
+    if campaign_services.message_for_unsubscribe_address(address) is not None:
+        return True
+    return is_addressed(address)  # a domain's feedback-loop or DMARC report address
 
 
 def _submit(tenant_id, rcpt_tos, content):
@@ -148,9 +151,15 @@ def _submit(tenant_id, rcpt_tos, content):
     return [str(m.uuid) for m in accepted.messages]
 
 
-def _report(rcpt_tos, content):
+def _report(rcpt_tos, content, mail_from=""):
+    """Apply an inbound report to each recipient: an unsubscribe, a registered feedback-loop or DMARC address, or a
+    VERP return path. Raises dmarc.ReportRejected for an unusable DMARC report (nothing stored)."""
     reports = [rcpt for rcpt in rcpt_tos if campaign_services.unsubscribe_by_mail(rcpt) is None]
-    return process_report(reports, content) if reports else 0
+    addressed = [rcpt for rcpt in reports if report_target(rcpt) is not None]
+    for rcpt in addressed:
+        process_addressed(rcpt, content, reporter=mail_from)
+    verp = [rcpt for rcpt in reports if rcpt not in addressed]
+    return process_report(verp, content) if verp else 0
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -195,7 +204,9 @@ class SubmissionHandler:
             return "554 5.6.0 Message refused: bare CR or LF line endings are not allowed (RFC 5321 2.3.8)"
         if not session.authenticated:
             try:
-                await _db(_report, list(envelope.rcpt_tos), content)
+                await _db(_report, list(envelope.rcpt_tos), content, envelope.mail_from or "")
+            except ReportRejected as exc:
+                return f"554 5.6.0 Report refused: {_one_line(str(exc))}"
             except Exception:
                 logger.exception("Processing an inbound report failed")
                 return "451 4.3.0 Temporary failure processing the report"
