@@ -67,8 +67,15 @@ class BounceRuleAdmin(RestrictedAdmin):
 
 @admin.register(SmtpCredential, site=admin_site)
 class SmtpCredentialAdmin(RestrictedAdmin):
+    """Listed and changed here; created in the panel, the API or `create_smtp_credential` (which generate the password
+    and show it once): an add form here would make a login without a password, one that can never log in."""
+
     list_display = ["username", "tenant", "is_active", "last_used"]
     exclude = ["password_digest"]
+    readonly_fields = ["username", "tenant", "last_used"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(CapturedMessage, site=admin_site)

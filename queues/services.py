@@ -441,25 +441,53 @@ def add_suppression(tenant, address, *, reason=SuppressionReason.MANUAL, source=
 
 
 @transaction.atomic
-def create_smtp_credential(tenant, username, *, description="", acting_user=None):
-    """Create an SMTP submission login; returns (credential, password). The password is shown once."""
+def create_smtp_credential(tenant, username, *, description="", allowed_from_domains=(), allowed_networks=(),
+                           acting_user=None):  # fmt: skip
+    """Create an SMTP submission login; returns (credential, password). The password is generated, shown once and
+    stored as a digest (as API keys are)."""
     with audit.acting_as(acting_user):
         username = (username or "").strip()
-        if not username or len(username) > 150 or any(ord(c) < 33 for c in username):
-            raise ValidationError({"username": "A user name is 1-150 printable characters without spaces."})
+        if not username or len(username) > 150 or any(ord(c) < 33 or c == ":" for c in username):
+            raise ValidationError({"name": "A user name is 1-150 printable characters without spaces or colons."})
         if SmtpCredential.objects.filter(username=username).exists():
-            raise ValidationError({"username": f"The user name {username} is taken."})
+            raise ValidationError({"name": f"The user name {username} is taken."})
         password = secrets.token_urlsafe(24)
-        credential = SmtpCredential(tenant=tenant, username=username, description=description)
+        credential = SmtpCredential(tenant=tenant, username=username, description=description,
+                                    allowed_from_domains=list(allowed_from_domains),
+                                    allowed_networks=list(allowed_networks))  # fmt: skip
+        credential.full_clean(exclude=["tenant", "password_digest", "username"])
         credential.set_password(password)
         credential.save()
         return credential, password
 
 
-def authenticate_smtp(username, password):
-    """The active credential for this login (its tenant active), or None."""
+@transaction.atomic
+def rotate_smtp_credential(credential, *, acting_user=None):
+    """A new password for the login (returned, shown once); the old one stops working at once."""
+    with audit.acting_as(acting_user):
+        password = secrets.token_urlsafe(24)
+        credential.set_password(password)
+        credential.save()
+        audit.record("smtp_credential.rotate", obj=credential)
+        return password
+
+
+@transaction.atomic
+def revoke_smtp_credential(credential, *, acting_user=None):
+    """Turn the login off (AUTH fails from now on); the row stays for the record."""
+    with audit.acting_as(acting_user):
+        credential.is_active = False
+        credential.save()
+        audit.record("smtp_credential.revoke", obj=credential)
+        return credential
+
+
+def authenticate_smtp(username, password, client_ip=None):
+    """The active credential for this login (its tenant active, the client in its networks), or None."""
     credential = SmtpCredential.objects.select_related("tenant").filter(username=username, is_active=True).first()
     if credential is None or not credential.tenant.is_active or not credential.check_password(password):
+        return None
+    if client_ip is not None and not credential.allows_client(client_ip):
         return None
     credential.touch()
     return credential

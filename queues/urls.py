@@ -19,4 +19,5 @@ urlpatterns = [
     path("bounce-rules/<int:pk>/delete/", views.BounceRuleDeleteView.as_view(), name="bounce-rule-delete"),
     path("test-inbox/", views.TestInboxView.as_view(), name="test-inbox"),
     path("", include("queues.campaigns.urls")),
+    path("", include("queues.webhooks.urls")),
 ]

@@ -3,13 +3,15 @@
 import base64
 import binascii
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
+from .. import services
 from ..choices import MessagePriority
 from ..constants import TAG_MAX
-from ..models import DeliveryAttempt, Message, MessageEvent, Route, Suppression
+from ..models import DeliveryAttempt, Message, MessageEvent, Route, SmtpCredential, Suppression
 from ..services import Submission
 
 PRIORITY_NAMES = {"transactional": MessagePriority.TRANSACTIONAL, "marketing": MessagePriority.MARKETING}
@@ -301,3 +303,58 @@ class SuppressionSerializer(serializers.ModelSerializer):
         model = Suppression
         fields = ["id", "address", "reason", "source", "campaign", "message", "expires", "created"]
         read_only_fields = ["created"]
+
+
+class SmtpCredentialSerializer(serializers.ModelSerializer):
+    """An SMTP submission login: `name` is the user name; the create (and rotate) answer carries `password` once."""
+
+    name = serializers.CharField(source="username", max_length=150)
+    allowed_from_domains = serializers.ListField(child=serializers.CharField(max_length=255), required=False)
+    allowed_networks = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+
+    class Meta:
+        model = SmtpCredential
+        fields = ["id", "name", "username", "description", "allowed_from_domains", "allowed_networks", "is_active",
+                  "last_used", "created", "last_updated"]  # fmt: skip
+        read_only_fields = ["username", "is_active", "last_used", "created", "last_updated"]
+
+    def validate_name(self, value):
+        if self.instance is not None and value != self.instance.username:
+            raise serializers.ValidationError("The user name cannot change: create another credential.")
+        return value
+
+    def _call(self, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DjangoValidationError as exc:
+            detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+            raise serializers.ValidationError(detail) from None
+
+    def create(self, validated_data):
+        credential, password = self._call(
+            services.create_smtp_credential, validated_data["tenant"], validated_data["username"],
+            description=validated_data.get("description", ""),
+            allowed_from_domains=validated_data.get("allowed_from_domains", []),
+            allowed_networks=validated_data.get("allowed_networks", []),
+            acting_user=self.context["request"].user,
+        )  # fmt: skip
+        credential.new_password = password
+        return credential
+
+    def update(self, instance, validated_data):
+        validated_data.pop("username", None)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+
+        def save():
+            instance.full_clean(exclude=["tenant", "password_digest"])
+            instance.save()
+            return instance
+
+        return self._call(save)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if getattr(instance, "new_password", None):
+            data["password"] = instance.new_password
+        return data

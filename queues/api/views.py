@@ -20,13 +20,14 @@ from ..campaigns import imports, suppressions
 from ..campaigns.api.serializers import ContactImportSerializer
 from ..choices import ImportKind
 from ..filtersets import MessageFilterSet, RouteFilterSet, SuppressionFilterSet
-from ..models import DeliveryAttempt, Message, MessageEvent, Route, Suppression
+from ..models import DeliveryAttempt, Message, MessageEvent, Route, SmtpCredential, Suppression
 from .serializers import (
     MessageBatchSerializer,
     MessageDetailSerializer,
     MessageSerializer,
     MessageSubmitSerializer,
     RouteSerializer,
+    SmtpCredentialSerializer,
     SuppressionSerializer,
     flat_errors,
 )
@@ -178,3 +179,26 @@ class SuppressionViewSet(TenantModelViewSet):
         response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="suppressions.csv"'
         return response
+
+
+class SmtpCredentialViewSet(TenantModelViewSet):
+    """SMTP submission logins: the create answer carries `password` once; `rotate` gives a new one, `revoke` turns the
+    login off (DELETE removes it)."""
+
+    queryset = SmtpCredential.objects.all()
+    serializer_class = SmtpCredentialSerializer
+    filterset_fields = ["is_active"]
+    sudo_actions = frozenset({"create", "rotate"})  # a new secret, like an API key
+
+    @extend_schema(request=None, responses=SmtpCredentialSerializer, summary="A new password (shown once)")
+    @action(detail=True, methods=["post"])
+    def rotate(self, request, pk=None):
+        credential = self.get_object()
+        credential.new_password = services.rotate_smtp_credential(credential, acting_user=request.user)
+        return Response(self.get_serializer(credential).data)
+
+    @extend_schema(request=None, responses=SmtpCredentialSerializer, summary="Turn the login off")
+    @action(detail=True, methods=["post"], permission_action="delete")
+    def revoke(self, request, pk=None):
+        credential = services.revoke_smtp_credential(self.get_object(), acting_user=request.user)
+        return Response(self.get_serializer(credential).data)

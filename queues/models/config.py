@@ -1,6 +1,7 @@
 """Sending configuration: routes (smarthosts), suppressions, bounce rules, SMTP submission credentials."""
 
 import hmac
+import ipaddress
 import re
 
 from django.core.exceptions import ValidationError
@@ -157,16 +158,20 @@ class BounceRule(PanelURLs, ChangeLoggedModel):
                 raise ValidationError({"text": f"Not a regular expression: {exc}"}) from None
 
 
-class SmtpCredential(ChangeLoggedModel, TenantModel):
-    """A login for SMTP submission: the user name is global, the password stored only as a digest."""
+class SmtpCredential(PanelURLs, ChangeLoggedModel, TenantModel):
+    """A login for SMTP submission: the user name is global, the password generated, shown once and stored only as
+    a digest. Optional limits: the From domains it may send as, the client networks it may log in from."""
 
     username = models.CharField(max_length=150, unique=True)
-    password_digest = models.CharField(max_length=64)
+    password_digest = models.CharField(max_length=64, editable=False)
     description = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
-    last_used = models.DateTimeField(null=True, blank=True)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    allowed_from_domains = models.JSONField(default=list, blank=True, help_text="Empty: any of the tenant's domains.")
+    allowed_networks = models.JSONField(default=list, blank=True, help_text="CIDR networks; empty: anywhere.")
 
     permission_area = Area.ACCESS
+    panel_url_name, panel_detail = "smtp-credential", "edit"
     audit_exclude = ChangeLoggedModel.audit_exclude | {"password_digest", "last_used"}
 
     class Meta:
@@ -175,6 +180,39 @@ class SmtpCredential(ChangeLoggedModel, TenantModel):
 
     def __str__(self):
         return self.username
+
+    def clean(self):
+        domains, networks = self.allowed_from_domains, self.allowed_networks
+        if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+            raise ValidationError({"allowed_from_domains": "A list of domain names."})
+        if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
+            raise ValidationError({"allowed_networks": "A list of networks (CIDR)."})
+        self.allowed_from_domains = sorted({d.strip().lower().rstrip(".") for d in domains if d.strip()})
+        for domain in self.allowed_from_domains:
+            if not _PATTERN.match(domain) or domain.startswith("*"):
+                raise ValidationError({"allowed_from_domains": f"{domain} is not a domain name."})
+        cleaned = []
+        for network in networks:
+            try:
+                cleaned.append(str(ipaddress.ip_network(network.strip(), strict=False)))
+            except ValueError:
+                error = f"{network} is not a network (e.g. 192.0.2.0/24)."
+                raise ValidationError({"allowed_networks": error}) from None
+        self.allowed_networks = sorted(set(cleaned))
+
+    def allows_client(self, client_ip):
+        """Whether a login from `client_ip` is allowed (no networks: from anywhere)."""
+        if not self.allowed_networks:
+            return True
+        try:
+            address = ipaddress.ip_address(client_ip or "")
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(n) for n in self.allowed_networks)
+
+    def allows_from_domain(self, domain):
+        """Whether the credential may send as `domain` (no domains listed: any of the tenant's)."""
+        return not self.allowed_from_domains or (domain or "").lower().rstrip(".") in self.allowed_from_domains
 
     def set_password(self, raw):
         self.password_digest = digest(raw)

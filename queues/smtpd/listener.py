@@ -25,6 +25,8 @@ Django's ORM is synchronous: database work runs in one worker thread (`_db`), ne
 import asyncio
 import concurrent.futures
 import datetime
+import email.parser
+import email.policy
 import logging
 import re
 import ssl
@@ -42,7 +44,7 @@ from domains.dmarc import ReportRejected
 
 from ..campaigns import services as campaign_services
 from ..inbound_reports import is_addressed, process_addressed, process_report, report_target
-from ..models import Message
+from ..models import Message, SmtpCredential
 from ..services import Submission, accept_messages, authenticate_smtp
 
 logger = logging.getLogger(__name__)
@@ -127,7 +129,7 @@ def _authenticate(username, password, client_ip):
     if not verdict.allowed:
         logger.warning("SMTP AUTH refused for %r from %s: %s", username, client_ip, verdict.reason)
         return None, verdict.wait_seconds
-    credential = authenticate_smtp(username, password)
+    credential = authenticate_smtp(username, password, client_ip)
     if credential is None:
         throttle.record_failure(throttle.SMTP, username, client_ip)
         return None, 0
@@ -144,8 +146,23 @@ def _is_report_address(address):
     return is_addressed(address)  # a domain's feedback-loop or DMARC report address
 
 
-def _submit(tenant_id, rcpt_tos, content):
+def _from_domain(content):
+    """The domain of a raw message's From address (lower case), or ""."""
+    headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(content)
+    try:
+        addresses = headers["From"].addresses if headers["From"] is not None else ()
+    except (IndexError, AttributeError, ValueError):
+        return ""
+    return addresses[0].domain.lower() if addresses else ""
+
+
+def _submit(tenant_id, rcpt_tos, content, credential_id=None):
     tenant = Tenant.objects.get(pk=tenant_id, is_active=True)
+    credential = SmtpCredential.objects.filter(pk=credential_id, is_active=True).first()
+    if credential_id is not None and credential is None:
+        raise ValidationError("The SMTP credential was revoked.")
+    if credential is not None and not credential.allows_from_domain(_from_domain(content)):
+        raise ValidationError({"from": f"This login may send only as {', '.join(credential.allowed_from_domains)}."})
     with audit_context(tenant_id=tenant_id):
         accepted = accept_messages(tenant, Submission(raw=content, envelope_to=list(rcpt_tos)))
     return [str(m.uuid) for m in accepted.messages]
@@ -211,9 +228,9 @@ class SubmissionHandler:
                 logger.exception("Processing an inbound report failed")
                 return "451 4.3.0 Temporary failure processing the report"
             return "250 2.0.0 Report received"
-        _, tenant_id, username = session.auth_data
+        credential_id, tenant_id, username = session.auth_data
         try:
-            ids = await _db(_submit, tenant_id, envelope.rcpt_tos, content)
+            ids = await _db(_submit, tenant_id, envelope.rcpt_tos, content, credential_id)
         except ValidationError as exc:
             return f"550 5.6.0 {_one_line(_first_error(exc))}"
         except Exception:

@@ -9,8 +9,8 @@ from django.utils import timezone
 from deliveryhub.models import AuditEntry
 from deliveryhub.testing.cases import APIViewTestCases, TenantTestCase
 from queues.choices import EventKind
-from queues.models import MessageEvent, Webhook
-from queues.services import Submission, accept_messages
+from queues.models import MessageEvent, SmtpCredential, Webhook
+from queues.services import Submission, accept_messages, create_smtp_credential
 from queues.testing import make_sending_domain
 from queues.webhooks import services, stream
 
@@ -143,3 +143,37 @@ class WebhookAPITest(APIViewTestCases.Full):
             self.assertEqual(response.status_code, 404, path)
         self.assertEqual(self.api(self.bob_key).post(f"{self.url}{mine.uuid}/test/").status_code, 403)
         self.assertEqual(self.api(self.alice_key).get(f"{self.url}{mine.uuid}/deliveries/").status_code, 200)
+
+
+class SmtpCredentialAPITest(APIViewTestCases.Full):
+    url = "/api/v1/smtp-credentials/"
+    model = SmtpCredential
+    create_data = {"name": "api-login", "description": "shop", "allowed_from_domains": ["mail-a.test"],
+                   "allowed_networks": ["192.0.2.0/24"]}  # fmt: skip
+    update_data = {"description": "changed"}
+
+    def make_object(self, tenant):
+        return create_smtp_credential(tenant, f"login-{tenant.slug}-{SmtpCredential.objects.count()}")[0]
+
+    def test_password_once_digest_only_rotate_revoke(self):
+        response = self.api(self.alice_key).post(self.url, self.create_data, format="json")
+        self.assertEqual(response.status_code, 201, response.content)
+        body = response.json()
+        self.assertEqual(body["username"], "api-login")
+        credential = SmtpCredential.objects.get(username="api-login")
+        self.assertTrue(credential.check_password(body["password"]))
+        self.assertNotIn(body["password"], str(list(AuditEntry.objects.values_list("prechange", "postchange"))))
+        self.assertNotIn("password", self.api(self.alice_key).get(f"{self.url}{credential.pk}/").json())
+        rotated = self.api(self.alice_key).post(f"{self.url}{credential.pk}/rotate/").json()
+        credential.refresh_from_db()
+        self.assertTrue(credential.check_password(rotated["password"]))
+        self.assertFalse(credential.check_password(body["password"]))
+        self.assertEqual(self.api(self.bob_key).post(f"{self.url}{credential.pk}/revoke/").status_code, 403)
+        self.assertFalse(self.api(self.alice_key).post(f"{self.url}{credential.pk}/revoke/").json()["is_active"])
+
+    def test_bad_limits_400_nothing_stored(self):
+        for data in ({"name": "x1", "allowed_networks": ["not-a-net"]}, {"name": "x2", "allowed_from_domains": ["*"]},
+                     {"name": "has space"}):  # fmt: skip
+            response = self.api(self.alice_key).post(self.url, data, format="json")
+            self.assertEqual(response.status_code, 400, data)
+        self.assertFalse(SmtpCredential.objects.exists())

@@ -1,8 +1,6 @@
 """API views: the event stream (`/api/v1/events/`), webhooks and their delivery logs."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models.functions import Lower
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
@@ -13,13 +11,11 @@ from rest_framework.response import Response
 from deliveryhub.api.viewsets import BaseViewSetMixin, TenantModelViewSet
 from deliveryhub.choices import Action
 
-from ...choices import EVENT_TYPE_KINDS, EventType
-from ...models import Message, StreamEntry, Webhook, WebhookDelivery
+from ...choices import EventType
+from ...models import StreamEntry, Webhook, WebhookDelivery
 from .. import services, stream
+from ..queries import EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX, filter_events, int_param
 from .serializers import EventSerializer, WebhookDeliverySerializer, WebhookSerializer
-
-EVENTS_PAGE_DEFAULT = 100
-EVENTS_PAGE_MAX = 1000
 
 EVENT_FILTERS = [
     OpenApiParameter("type", OpenApiTypes.STR, description="Event type(s), comma-separated: " + ", ".join(EventType)),
@@ -33,61 +29,6 @@ EVENT_FILTERS = [
     OpenApiParameter("limit", OpenApiTypes.INT, description=f"Events per page (default {EVENTS_PAGE_DEFAULT}, "
                      f"at most {EVENTS_PAGE_MAX})."),  # fmt: skip
 ]
-
-
-def _time(params, name):
-    value = params.get(name)
-    if not value:
-        return None
-    parsed = parse_datetime(value)
-    if parsed is None or parsed.tzinfo is None:
-        raise ValidationError({name: "Use an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z."})
-    return parsed
-
-
-def _int(params, name, default, low, high):
-    value = params.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValidationError({name: "Use a whole number."}) from None
-    if not low <= number <= high:
-        raise ValidationError({name: f"Use a number from {low} to {high}."})
-    return number
-
-
-def filter_events(queryset, params, principal):
-    """The events API's filters over stream entries (shared with the panel's events page). ValidationError for a bad
-    value: nothing is guessed."""
-    if params.get("type"):
-        types = [t.strip() for t in params["type"].split(",") if t.strip()]
-        unknown = sorted(set(types) - set(EventType.values))
-        if unknown:
-            raise ValidationError({"type": f"Unknown event type(s): {', '.join(unknown)}."})
-        queryset = queryset.filter(kind__in=[k for t in types for k in EVENT_TYPE_KINDS[t]])
-    since, until = _time(params, "since"), _time(params, "until")
-    if since:
-        queryset = queryset.filter(time__gte=since)
-    if until:
-        queryset = queryset.filter(time__lt=until)
-    messages = None
-    if params.get("recipient"):
-        messages = Message.objects.restrict(principal).annotate(rcpt=Lower("rcpt_to"))
-        messages = messages.filter(rcpt=params["recipient"].strip().lower())
-    if params.get("tag"):
-        messages = (messages if messages is not None else Message.objects.restrict(principal)).filter(tag=params["tag"])
-    if messages is not None:
-        queryset = queryset.filter(message_id__in=messages.values("pk"))
-    for name, lookup in (("campaign", "message__content__campaign__uuid"), ("message", "message__uuid")):
-        if params.get(name):
-            try:
-                value = serializers.UUIDField().to_internal_value(params[name])
-            except serializers.ValidationError:
-                raise ValidationError({name: "Use a UUID."}) from None
-            queryset = queryset.filter(**{lookup: value})
-    return queryset
 
 
 class EventViewSet(BaseViewSetMixin, viewsets.GenericViewSet):
@@ -113,9 +54,12 @@ class EventViewSet(BaseViewSetMixin, viewsets.GenericViewSet):
     )
     def list(self, request):
         params = request.query_params
-        after = _int(params, "after", 0, 0, 2**63 - 1)
-        limit = _int(params, "limit", EVENTS_PAGE_DEFAULT, 1, EVENTS_PAGE_MAX)
-        queryset = filter_events(self.get_queryset(), params, self.principal).filter(position__gt=after)
+        try:
+            after = int_param(params, "after", 0, 0, 2**63 - 1)
+            limit = int_param(params, "limit", EVENTS_PAGE_DEFAULT, 1, EVENTS_PAGE_MAX)
+            queryset = filter_events(self.get_queryset(), params, self.principal).filter(position__gt=after)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from None
         entries = list(queryset[:limit])
         cursor = entries[-1].position if entries else after
         next_url = None
