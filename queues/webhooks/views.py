@@ -274,7 +274,8 @@ class DmarcView(PanelView):
         reports = DmarcReport.objects.for_request(request).filter(sending_domain=domain, date_end__gte=since)
         sources = (
             DmarcRecord.objects.filter(report__in=reports).values("source_ip")
-            .annotate(messages=Sum("count"), ours=Count("pk", filter=Q(ours=True)), reporters=Count("report__org_name", distinct=True),
+            .annotate(messages=Sum("count"), ours=Count("pk", filter=Q(ours=True)),
+                      reporters=Count("report__org_name", distinct=True),
                       dkim_pass=Sum("count", filter=Q(dkim="pass")), spf_pass=Sum("count", filter=Q(spf="pass")),
                       dmarc_pass=Sum("count", filter=Q(dkim="pass") | Q(spf="pass")))
             .order_by("-messages")[:200]

@@ -109,8 +109,9 @@ class PagesTest(TenantTestCase):
         self.assertContains(page, "not ours")
 
     def test_smtp_credential_create_password_once_then_revoke(self):
-        response = self.admin.post("/smtp-credentials/new/", {"username": "shop-app", "description": "shop",
-                                   "allowed_from_domains": "mail-a.test", "allowed_networks": "127.0.0.0/8"})  # fmt: skip
+        data = {"username": "shop-app", "description": "shop", "allowed_from_domains": "mail-a.test",
+                "allowed_networks": "127.0.0.0/8"}
+        response = self.admin.post("/smtp-credentials/new/", data)
         self.assertEqual(response.status_code, 200, response.content[:2000])
         credential = SmtpCredential.objects.get(username="shop-app")
         password = response.context["password"]
@@ -164,8 +165,8 @@ class CredentialSubmitsToSinkTest(TransactionTestCase):
         response = browser.post("/smtp-credentials/new/", {"username": "shop", "allowed_from_domains": "mail-a.test"})
         password = response.context["password"]
         smtp = self.login("shop", password)
-        rejected = smtp.sendmail("x@mail-a.test", ["buyer@example.com"],
-                                b"From: Shop <shop@mail-a.test>\r\nTo: buyer@example.com\r\nSubject: order\r\n\r\nHi\r\n")
+        body = b"From: Shop <shop@mail-a.test>\r\nTo: buyer@example.com\r\nSubject: order\r\n\r\nHi\r\n"
+        rejected = smtp.sendmail("x@mail-a.test", ["buyer@example.com"], body)
         self.assertEqual(rejected, {})
         with self.assertRaises(smtplib.SMTPDataError) as refused:  # the tenant's other domain: not allowed here
             smtp.sendmail("x@other-a.test", ["buyer@example.com"],
