@@ -18,7 +18,7 @@ PY := $(VENV)/bin/python
 PYTHON ?=
 PYTEST_ARGS ?= -q
 
-.PHONY: venv run test bench bench-intake bench-compliance bench-campaign bench-reports lint clean-venv
+.PHONY: venv run test bench bench-intake bench-compliance bench-campaign bench-reports bench-events lint clean-venv
 
 venv: $(VENV)/.installed
 
@@ -56,6 +56,11 @@ bench-intake: venv
 # (PostgreSQL: BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/deliveryhub_bench, kept between runs).
 bench-compliance: venv
 	$(PY) manage.py bench_compliance
+
+# Events: the sequencer, GET /api/v1/events/ p50/p95 with each filter, webhook delivery to a verifying loopback
+# receiver (BENCH_EVENTS events on DATABASE_URL; use an empty database). docs/webhooks.md.
+bench-events: venv
+	$(PY) manage.py bench_events --events $${BENCH_EVENTS:-200000}
 
 # Campaigns: a 1,000,000-row CSV import (SQLite, and PostgreSQL when BENCH_DATABASE_URL is set), the fan-out of a
 # 1,000,000-recipient campaign, personalised delivery against transactional delivery in the same run.

@@ -71,13 +71,13 @@ def kinds_of(webhook):
 
 def pending_entries(webhook, *, upto=None, limit=None):
     """The webhook's stream entries past its cursor (up to position `upto`), at most `limit` of them."""
-    queryset = stream.entries().filter(tenant_id=webhook.tenant_id, position__gt=webhook.cursor)
+    queryset = StreamEntry.objects.filter(tenant_id=webhook.tenant_id, position__gt=webhook.cursor)
     kinds = kinds_of(webhook)
     if kinds is not None:
         queryset = queryset.filter(kind__in=kinds)
     if upto is not None:
         queryset = queryset.filter(position__lte=upto)
-    return list(queryset[: limit or settings.WEBHOOK_BATCH_SIZE])
+    return stream.page(queryset, limit or settings.WEBHOOK_BATCH_SIZE)
 
 
 def _has_work(webhook):

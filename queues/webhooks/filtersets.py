@@ -16,8 +16,8 @@ class EventFilterSet(django_filters.FilterSet):
     """The events API's filters as a form: type, time range, recipient, tag, message."""
 
     type = django_filters.ChoiceFilter(choices=EventType.choices, method="noop", label="Type")
-    recipient = django_filters.CharFilter(method="noop")
-    tag = django_filters.CharFilter(method="noop")
+    recipient = django_filters.CharFilter(method="noop", label="Recipient")
+    tag = django_filters.CharFilter(method="noop", label="Tag")
     message = django_filters.UUIDFilter(method="noop", label="Message id")
     since = django_filters.IsoDateTimeFilter(method="noop", label="From (UTC)", widget=DATETIME_PICKER)
     until = django_filters.IsoDateTimeFilter(method="noop", label="Until (UTC)", widget=DATETIME_PICKER)

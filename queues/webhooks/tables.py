@@ -32,7 +32,7 @@ class EventTable(tables.Table):
     position = tables.Column(verbose_name="#")
     time = tables.DateTimeColumn(format="Y-m-d H:i:s", orderable=False)
     kind = tables.Column(verbose_name="Type", orderable=False)
-    recipient = tables.Column(accessor="message__rcpt_to", orderable=False,
+    recipient = tables.Column(accessor="message__rcpt_to", orderable=False, verbose_name="Recipient",
                               linkify=lambda record: record.message.get_absolute_url())  # fmt: skip
     tag = tables.Column(accessor="message__tag", orderable=False)
     detail = tables.Column(accessor="event__detail", orderable=False)

@@ -1,14 +1,10 @@
 """Webhooks against a real HTTP receiver on loopback that verifies Standard Webhooks signatures; the SSRF guard."""
 
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.test import override_settings
 from django.utils import timezone
-from standardwebhooks.webhooks import Webhook as Verifier
-from standardwebhooks.webhooks import WebhookVerificationError
 
 from deliveryhub.models import AuditEntry
 from deliveryhub.testing.cases import TenantTestCase, login_verified
@@ -18,61 +14,7 @@ from queues.models import Message, MessageEvent, Webhook, WebhookDelivery
 from queues.services import Submission, accept_messages
 from queues.testing import make_sending_domain
 from queues.webhooks import dispatch, http, services, stream
-
-
-class Receiver:
-    """A loopback HTTP endpoint: verifies each POST's signature with `standardwebhooks`, answers `status`."""
-
-    def __init__(self, secret=None):
-        self.secrets = [secret] if secret else []
-        self.status = 200
-        self.bodies, self.headers, self.bad_signatures = [], [], 0
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                headers = {k: v for k, v in self.headers.items()}
-                with receiver.lock:
-                    status = receiver.status
-                    verified = False
-                    for secret in receiver.secrets:
-                        try:
-                            Verifier(secret).verify(body, headers)
-                            verified = True
-                        except WebhookVerificationError:
-                            pass
-                    if not verified:
-                        receiver.bad_signatures += 1
-                    receiver.headers.append(headers)
-                    receiver.bodies.append(json.loads(body))
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", "http://10.0.0.1/steal")
-                self.end_headers()
-                self.wfile.write(b"ok" if status < 300 else b"nope " * 2000)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_port}/hook"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def events(self):
-        return [event for body in self.bodies for event in body["events"]]
+from queues.webhooks.testing import Receiver
 
 
 @override_settings(OUTBOUND_ALLOW_PRIVATE_TARGETS=True, RQ_IS_ASYNC=False, WEBHOOK_BATCH_SIZE=3,

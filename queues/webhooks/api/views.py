@@ -41,7 +41,7 @@ class EventViewSet(BaseViewSetMixin, viewsets.GenericViewSet):
     lookup_value_regex = r"\d+"
 
     def get_queryset(self):
-        return stream.entries().restrict(self.principal, Action.VIEW)
+        return StreamEntry.objects.restrict(self.principal, Action.VIEW)
 
     @extend_schema(
         summary="List events",
@@ -60,7 +60,7 @@ class EventViewSet(BaseViewSetMixin, viewsets.GenericViewSet):
             queryset = filter_events(self.get_queryset(), params, self.principal).filter(position__gt=after)
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict) from None
-        entries = list(queryset[:limit])
+        entries = stream.page(queryset, limit)
         cursor = entries[-1].position if entries else after
         next_url = None
         if len(entries) == limit:
@@ -71,7 +71,7 @@ class EventViewSet(BaseViewSetMixin, viewsets.GenericViewSet):
 
     @extend_schema(summary="One event", responses=EventSerializer)
     def retrieve(self, request, pk=None):
-        entry = self.get_queryset().filter(event_id=pk).first()
+        entry = stream.entries().restrict(self.principal, Action.VIEW).filter(event_id=pk).first()
         if entry is None:
             raise NotFound("No such event.")
         return Response(stream.event_json(entry))
