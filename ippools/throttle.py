@@ -5,8 +5,9 @@ throttle rules' message rates are divided by 2^level), `until` (epoch seconds th
 (the last suspension's length) and `ok` (deliveries in a row since the last change).
 
 - A rate-limit reply (`slow`): level + 1 (at most THROTTLE_MAX_LEVEL), suspended for THROTTLE_SUSPEND_SECONDS,
-  doubling on each repeat up to THROTTLE_SUSPEND_MAX_SECONDS (longer when the reply asked for it). Replies that
-  arrive while the pair is already suspended belong to the same incident and change nothing.
+  doubling on each repeat up to THROTTLE_SUSPEND_MAX_SECONDS (longer when the reply asked for it, up to
+  DELIVERY_RETRY_HINT_MAX_SECONDS, or when the provider's words ask for longer: `ippools/data/suspensions.tsv`).
+  Replies that arrive while the pair is already suspended belong to the same incident and change nothing.
 - Deliveries (`succeed`): after THROTTLE_RESTORE_AFTER in a row the pair eases one level (and the next
   suspension's length halves); at level 0 it runs at full speed and the next incident starts from the beginning.
 
@@ -15,8 +16,12 @@ happened (and records it: `ippools.services` writes the database row and the IP 
 (`ThrottleState`) is the durable copy: a missing hash is re-seeded from it before use.
 """
 
+import csv
+import functools
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from django.conf import settings
 
@@ -30,7 +35,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
-# KEYS[1] = pair; ARGV = now, base, max backoff, hinted wait, max level, ttl.
+# KEYS[1] = pair; ARGV = now, base, max backoff, hinted wait, max level, ttl, longest hinted wait.
 # Returns {changed, level, until, backoff}.
 _SLOW = """
 local now = tonumber(ARGV[1])
@@ -39,7 +44,7 @@ local untl = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
 local backoff = tonumber(redis.call('HGET', KEYS[1], 'backoff') or '0')
 if untl > now then return {0, level, untl, backoff} end
 if backoff <= 0 then backoff = tonumber(ARGV[2]) else backoff = math.min(backoff * 2, tonumber(ARGV[3])) end
-local wait = math.max(backoff, math.min(tonumber(ARGV[4]), tonumber(ARGV[3])))
+local wait = math.max(backoff, math.min(tonumber(ARGV[4]), tonumber(ARGV[7])))
 level = math.min(level + 1, tonumber(ARGV[5]))
 untl = now + wait
 redis.call('HSET', KEYS[1], 'level', level, 'until', untl, 'backoff', backoff, 'ok', 0)
@@ -113,7 +118,8 @@ def slow(client, ip_id, provider, *, now, hint=None):
     """Apply a rate-limit reply: (changed, PairState). `hint`: seconds the reply asked us to wait."""
     changed, level, until, backoff = client.eval(
         _SLOW, 1, pair_key(ip_id, provider), int(now.timestamp()), settings.THROTTLE_SUSPEND_SECONDS,
-        settings.THROTTLE_SUSPEND_MAX_SECONDS, int(hint or 0), settings.THROTTLE_MAX_LEVEL, THROTTLE_KEY_TTL_SECONDS,
+        settings.THROTTLE_SUSPEND_MAX_SECONDS, int(hint or 0), settings.THROTTLE_MAX_LEVEL,
+        max(THROTTLE_KEY_TTL_SECONDS, int(hint or 0) * 2), settings.DELIVERY_RETRY_HINT_MAX_SECONDS,
     )  # fmt: skip
     return bool(changed), PairState(int(level), int(until), int(backoff))
 
@@ -125,3 +131,26 @@ def succeed(client, ip_id, provider, count, *, now):
         settings.THROTTLE_SUSPEND_SECONDS, THROTTLE_KEY_TTL_SECONDS,
     )  # fmt: skip
     return bool(changed), PairState(int(level), 0, int(backoff))
+
+
+SUSPENSIONS_PATH = Path(__file__).resolve().parent / "data" / "suspensions.tsv"
+
+
+@functools.cache
+def provider_suspensions() -> tuple[tuple[str, re.Pattern, int], ...]:
+    """(provider, pattern, seconds) of `ippools/data/suspensions.tsv` (loaded once)."""
+    rows = []
+    with SUSPENSIONS_PATH.open(newline="", encoding="utf-8") as handle:
+        for line_number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+            if not row or row[0].startswith("#") or row[0] == "provider":
+                continue
+            if len(row) != 4:
+                raise ValueError(f"{SUSPENSIONS_PATH}:{line_number}: expected 4 tab-separated columns, got {len(row)}")
+            rows.append((row[0], re.compile(row[1], re.IGNORECASE), int(row[2])))
+    return tuple(rows)
+
+
+def suspension_for(provider, reply):
+    """Seconds the provider's rate-limit `reply` asks the pair to stay away (0: the default applies)."""
+    return max((seconds for name, pattern, seconds in provider_suspensions()
+                if name == provider and pattern.search(reply or "")), default=0)  # fmt: skip

@@ -28,6 +28,8 @@ STATUS_DETAIL_MAX = 500  # characters of the last outcome text kept on the messa
 ATTEMPT_TEXT_MAX = 1000  # characters of a reply text kept on an attempt
 SCHEDULED_LEASE_PREFIX = "q:"  # lease_owner of rows handed to an RQ batch but not yet claimed by a worker
 CLAIMED_LEASE_PREFIX = "w:"  # lease_owner of rows a worker is sending
+PAIR_CONNECTIONS_KEY_PREFIX = "deliveryhub:queues:pair-connections:"  # + "<ip_id>:<provider>": connection slots (zset)
+PAIR_RATE_KEY_PREFIX = "deliveryhub:queues:pair-rate:"  # + "<rule>:<ip_id>:<provider>": a message-rate token bucket
 HOST_HEALTH_KEY_PREFIX = "deliveryhub:queues:host-health:"  # + "<host>:<port>": a destination host's circuit breaker
 
 # status_detail of mail the scheduler holds because no IP has capacity now (the scheduler writes "<prefix>: <reason>")

@@ -4,7 +4,7 @@ from django.db import transaction
 
 from deliveryhub import audit
 
-from ..choices import IPEventKind, IPState, PoolPurpose
+from ..choices import SENDING_IP_STATES, IPEventKind, IPState, PoolPurpose
 from ..models import IPAddress, IPPool, IPPoolGrant, IPPoolMember, TenantDefaultPool
 from .events import ip_event
 from .warmup import announce_capacity_change
@@ -86,6 +86,21 @@ def resume_ip(ip, *, acting_user=None):
         ip = _set_state(ip, state, IPEventKind.RESUMED, "resumed by an admin")
         announce_capacity_change(IPAddress, f"{ip} resumed")
         return ip
+
+
+@transaction.atomic
+def pause_unbindable_ip(ip, *, reason):
+    """The delivery node cannot bind `ip` as a source address (EADDRNOTAVAIL: the address is not configured on the
+    host): take it out of rotation (`paused`) with an event and an audit entry, so that the scheduler picks other IPs
+    and an admin sees why, instead of every message failing on it. Resume it once the address is back."""
+    ip = IPAddress.objects.select_related("node").select_for_update(of=("self",)).get(pk=ip.pk)
+    if ip.state not in SENDING_IP_STATES:
+        return ip
+    node = ip.node.name if ip.node_id else "its node"
+    message = f"paused: {ip.address} cannot be bound as a source address on {node} ({reason})"
+    ip = _set_state(ip, IPState.PAUSED, IPEventKind.PAUSED, message[:500])
+    announce_capacity_change(IPAddress, f"{ip} cannot be bound")
+    return ip
 
 
 def _warmup_done(ip):

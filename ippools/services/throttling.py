@@ -22,6 +22,11 @@ class PairLimits:
     messages_per_connection: int | None  # None: the engine's default
     suspended_until: object = None  # an aware datetime while the pair is suspended, else None
     level: int = 0  # halvings in force
+    # Held at send time across the node's workers (queues.delivery.limits): connections open at once from the IP to
+    # the provider (a rule's max_connections, halved per level; None: no rule), and the rules' message rates as
+    # (name, messages, per seconds), halved per level.
+    node_connections: int | None = None
+    rates: tuple = ()
 
 
 def throttle_rules(tenant_id, provider, ip_ids):
@@ -69,11 +74,20 @@ def pair_limits(ip, provider, *, tenant_id=None, connections, now=None):
     rules = throttle_rules(tenant_id, provider, [ip_id])[ip_id]
     base = min([connections, *(rule.max_connections for rule in rules if rule.max_connections)])
     per_connection = min((r.max_messages_per_connection for r in rules if r.max_messages_per_connection), default=None)
+    limited = [rule.max_connections for rule in rules if rule.max_connections]
+    rates = tuple(
+        (f"{rule.pk}{suffix}", state.scale(count), seconds)
+        for rule in rules
+        for suffix, count, seconds in (("m", rule.max_per_minute, 60), ("h", rule.max_per_hour, 3600))
+        if count
+    )
     return PairLimits(
         connections=state.scale(base),
         messages_per_connection=per_connection,
         suspended_until=state.until_datetime if state.suspended(now) else None,
         level=state.level,
+        node_connections=state.scale(min(limited)) if limited else None,
+        rates=rates,
     )
 
 
@@ -85,6 +99,7 @@ def rate_limited(ip, provider, *, reply="", hint=None, now=None):
     provider = provider if provider in Provider.values else Provider.OTHER
     client = counters.get_redis()
     pair_state(ip_id, provider, client=client)
+    hint = max(int(hint or 0), throttle.suspension_for(provider, reply))  # Yahoo's TS04 asks for hours
     changed, state = throttle.slow(client, ip_id, provider, now=now, hint=hint)
     if changed:
         wait = state.until - int(now.timestamp())

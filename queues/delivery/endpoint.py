@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import functools
 import ipaddress
 import os
@@ -174,6 +175,7 @@ class Endpoint:
         self.messages_sent = 0
         self.last_used = time.monotonic()
         self.reused = False  # set by the pool when handing out an idle connection
+        self.slot = None  # (PairGate, member): the pair's connection slot this connection holds, if limited
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._needs_rset = False
@@ -234,6 +236,10 @@ class Endpoint:
         except OSError as error:
             reason = os.strerror(error.errno) if error.errno else str(error)
             text = f"connect to {where} from {self.source_ip or 'any address'} failed: {reason}"
+            if error.errno == errno.EADDRNOTAVAIL:  # the source IP is not on this host: no host would do better
+                result = self._result(started, CONNECT, text=text, connect_error=True)
+                result.source_unusable = True
+                raise ConnectFailed(result, next_host=False) from None
             raise ConnectFailed(self._result(started, CONNECT, text=text, connect_error=True), host_down=True) from None
         try:
             async with asyncio.timeout(self.timeouts.connect):

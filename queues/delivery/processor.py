@@ -40,6 +40,7 @@ from .backoff import is_expired, next_attempt_delay
 from .classifier import classify_result
 from .destination import destination_for, tenant_routes
 from .dkim import DkimSigner, sign_message
+from .limits import PairGate
 from .result import SendResult
 from .senders.smtp import OutboundMessage
 
@@ -235,7 +236,14 @@ def send(batch):
             concurrency=limits.connections if limits else settings.DELIVERY_BATCH_CONCURRENCY,
             max_messages_per_connection=limits.messages_per_connection if limits else None,
             stop_when=lambda result: _classify(batch, result).action == RuleAction.DEFER_SLOW,
+            gate=PairGate.for_limits(ip.pk, batch.provider, limits),
         )  # fmt: skip
+        unusable = next((result for result in results.values() if result.source_unusable), None)
+        if unusable is not None:  # the IP cannot be bound on this node: paused, its rows go to another IP
+            ip_services.pause_unbindable_ip(ip, reason=unusable.text)
+            for item in group:
+                item.outcome = Outcome(RELEASE, f"Source IP {ip.address} cannot be bound here: paused, rescheduled.")
+            continue
         logger.info("Sent %d message(s) to %s from %s in %.2fs", len(results), group[0].message.rcpt_domain,
                     ip.address, time.monotonic() - started)  # fmt: skip
         for item in group:

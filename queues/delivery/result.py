@@ -40,6 +40,7 @@ class SendResult:
     source_ip: str = ""
     duration: float = 0.0
     retry_after: int | None = None
+    source_unusable: bool = False  # the source IP could not be bound on this host (EADDRNOTAVAIL)
 
     @property
     def accepted(self) -> bool:

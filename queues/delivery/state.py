@@ -65,8 +65,9 @@ class DeliveryState:
             await asyncio.sleep(REAP_INTERVAL_SECONDS)
             try:
                 await pool.close_idle()
+                await pool.renew_leases()
             except Exception:
-                logger.exception("closing idle SMTP connections failed")
+                logger.exception("closing idle SMTP connections or renewing their slots failed")
 
     def run(self, coroutine, timeout: float | None = None):
         """Run a coroutine on the pool's loop and wait for its result (cancelled if the wait is interrupted)."""

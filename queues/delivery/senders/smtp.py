@@ -28,12 +28,15 @@ from django.conf import settings
 
 from .. import health
 from ..endpoint import OPPORTUNISTIC, REQUIRED, ConnectFailed, Endpoint, NotSent, Timeouts, address_family_matches
+from ..limits import PairGate
 from ..mx import Destination, resolve_host
-from ..result import CONNECT, MAIL_FROM, SendResult
+from ..result import CONNECT, ENVELOPE, MAIL_FROM, SendResult
 
 logger = logging.getLogger(__name__)
 
 HOST_DOWN_SECONDS = 60  # a host that refused or timed out is tried after the others for this long (in this process)
+SLOT_WAIT_SECONDS = 0.25  # a batch with no connection slot of its pair free looks again after this long
+RATE_WAIT_MAX_SECONDS = 60  # a batch waiting longer than this for its pair's message rate gives the rest back
 PROVEN_SECONDS = 300  # a host that took a connection this recently gets many at once; otherwise the first opens alone
 UNVERIFIED_RECHECK_SECONDS = 3600  # opportunistic TLS: how long a certificate that failed verification is not checked
 TLS_BROKEN_RECHECK_SECONDS = 3600  # opportunistic TLS: how long a host whose TLS handshake failed gets plain text
@@ -73,6 +76,7 @@ class ConnectionPool:
         self._down_until: dict[tuple, float] = {}
         self._proven: dict[tuple, float] = {}  # (host, port) -> when a connection to it last succeeded
         self._probes: dict[tuple, asyncio.Future] = {}  # (host, port) -> the first connection's outcome, while open
+        self._leases: dict[str, PairGate] = {}  # connection slots (limits.PairGate) held by open connections
         self._unverified_until: dict[tuple, float] = {}  # (host, port) whose certificate failed: not checked till
         self._tls_broken_until: dict[tuple, float] = {}  # (host, port) whose TLS handshake failed: plain text till
         self._closing: set[asyncio.Task] = set()
@@ -99,6 +103,7 @@ class ConnectionPool:
         concurrency: int = 1,
         stop_when=None,
         max_messages_per_connection: int | None = None,
+        gate: PairGate | None = None,
     ) -> dict[object, SendResult]:
         """Send `messages` to `destination` from `source_ip`; returns {message id: SendResult} for every message
         tried.
@@ -108,7 +113,9 @@ class ConnectionPool:
         Results are the replies as they came (unclassified: the caller classifies each once). `stop_when(result)`:
         the caller's test of a result that is not a delivery (a rate-limit reply, by its classification) after which
         the batch takes no more messages: those not tried get no result (the caller gives them back unsent).
-        `max_messages_per_connection` lowers the pool's limit for this batch (a throttle rule).
+        `max_messages_per_connection` lowers the pool's limit for this batch (a throttle rule). `gate`: the
+        (source IP, provider) pair's node-wide connection slots and message rates (`queues.delivery.limits`), taken
+        when a connection opens and as messages go out.
         """
         if not messages:
             return {}
@@ -116,6 +123,7 @@ class ConnectionPool:
             return {message.id: destination.error for message in messages}
         policy = REQUIRED if (tls_policy == REQUIRED or destination.tls_required) else OPPORTUNISTIC
         batch = _Batch(self, messages, destination, source_ip, ehlo_hostname, policy, stop_when)
+        batch.gate = gate
         batch.health = await asyncio.to_thread(health.read, destination.hosts)
         if not batch.ordered_hosts():  # every host's breaker is open: defer without connecting
             result = batch.breaker_result()
@@ -206,17 +214,30 @@ class ConnectionPool:
             if failure is not None:
                 raise ConnectFailed(failure.result, next_host=failure.next_host, host_down=failure.host_down,
                                     probed=True)  # fmt: skip
+        member = None
         try:
+            if batch.gate is not None and batch.gate.max_connections:
+                member = PairGate.new_member()
+                if not await asyncio.to_thread(batch.gate.acquire, member):
+                    member = None
+                    raise NoSlot(batch.gate)
             endpoint = await self._connect(batch, host, port)
         except BaseException as error:
             async with self._locked(key) as condition:
                 self._open[key] -= 1
                 condition.notify()
+            if member is not None:
+                await asyncio.to_thread(batch.gate.release, member)
             if probe is not None:
                 del self._probes[(host, port)]
-                probe.set_result(error if isinstance(error, ConnectFailed) else None)  # cancelled: let others try
-            self._proven.pop((host, port), None)
+                failed = isinstance(error, ConnectFailed) and not isinstance(error, NoSlot)
+                probe.set_result(error if failed else None)  # cancelled, or no slot: let the others try
+            if not isinstance(error, NoSlot):
+                self._proven.pop((host, port), None)
             raise
+        if member is not None:
+            endpoint.slot = (batch.gate, member)
+            self._leases[member] = batch.gate
         if probe is not None:
             del self._probes[(host, port)]
             probe.set_result(None)
@@ -304,9 +325,24 @@ class ConnectionPool:
     def _discard(self, key, endpoint: Endpoint) -> None:
         """Close a connection in the background (QUIT if it is still usable); the caller holds the key's lock."""
         self._open[key] -= 1
-        task = asyncio.ensure_future(endpoint.quit())
+        task = asyncio.ensure_future(self._close(endpoint))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    async def _close(self, endpoint: Endpoint) -> None:
+        try:
+            await endpoint.quit()
+        finally:
+            if endpoint.slot is not None:  # give its pair's connection slot back
+                gate, member = endpoint.slot
+                endpoint.slot = None
+                self._leases.pop(member, None)
+                await asyncio.to_thread(gate.release, member)
+
+    async def renew_leases(self) -> None:
+        """Keep the connection slots of this process's open connections (their leases expire with a dead worker)."""
+        if self._leases:
+            await asyncio.to_thread(PairGate.renew, dict(self._leases))
 
     async def close_idle(self, max_idle: float | None = None, now: float | None = None) -> int:
         """Close connections idle longer than `max_idle` seconds (default: idle_timeout); returns how many. Forgets
@@ -345,6 +381,15 @@ class ConnectionPool:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
 
 
+class NoSlot(ConnectFailed):
+    """Every connection slot of the batch's (source IP, provider) pair is held (by this or other workers)."""
+
+    def __init__(self, gate: PairGate):
+        text = f"all {gate.max_connections} connection(s) allowed from this source IP to {gate.provider} are in use"
+        super().__init__(SendResult(None, None, text, stage=CONNECT, connect_error=True, retry_after=60),
+                         next_host=False)  # fmt: skip
+
+
 class _Batch:
     """One deliver() call: the shared queue of messages and the results, worked by several lanes."""
 
@@ -362,7 +407,11 @@ class _Batch:
         self.retried: set = set()
         self.max_messages = pool.max_messages_per_connection
         self.halted = False  # a rate-limit reply came: take no more messages
+        self.started = time.monotonic()
         self.health: dict[tuple[str, int], health.HostHealth] = {}  # the breaker's view of the hosts (deliver())
+        self.gate: PairGate | None = None
+        self.tokens = 0  # message-rate tokens taken from the pair's buckets and not used yet
+        self._token_lock = asyncio.Lock()
 
     def key(self, host: str, port: int) -> tuple:
         return (self.source_ip, host, port, self.ehlo_hostname, self.tls_policy, self.destination.username)
@@ -395,6 +444,24 @@ class _Batch:
             self.halted = True  # the receiver asks us to slow down: stop here
             self.queue.clear()
 
+    async def take_token(self) -> bool:
+        """One message's worth of the pair's message rates (waiting for it, up to RATE_WAIT_MAX_SECONDS)."""
+        if self.gate is None or not self.gate.rates:
+            return True
+        async with self._token_lock:
+            waited = 0.0
+            while self.tokens <= 0:
+                granted, wait = await asyncio.to_thread(self.gate.take, self.gate.chunk)
+                self.tokens += granted
+                if not granted:
+                    if waited >= RATE_WAIT_MAX_SECONDS:
+                        return False
+                    pause = min(max(wait, 0.01), 1.0)
+                    await asyncio.sleep(pause)
+                    waited += pause
+            self.tokens -= 1
+            return True
+
     async def lane(self) -> None:
         endpoint, key, message = None, None, None
         try:
@@ -404,9 +471,26 @@ class _Batch:
                     try:
                         endpoint = await self.pool.acquire(self)
                         key = self.key(endpoint.host, endpoint.port)
+                    except NoSlot as failure:
+                        if self.active > 1:  # the lanes holding slots carry the batch
+                            self.queue.appendleft(message)
+                            return
+                        if time.monotonic() - self.started > self.timeouts.connect:
+                            self._give_up(message, failure.result)
+                            return
+                        self.queue.appendleft(message)
+                        await asyncio.sleep(SLOT_WAIT_SECONDS)  # every slot is held by other workers: wait for one
+                        continue
                     except ConnectFailed as failure:
-                        self._give_up(message, failure.result)
+                        # a source IP that cannot be bound fails every connection alike: settle the batch now
+                        self._give_up(message, failure.result, everything=failure.result.source_unusable)
                         return
+                if not await self.take_token():
+                    text = f"the message rate limit of {self.source_ip} is reached: not tried"
+                    result = SendResult(None, None, text, stage=ENVELOPE, connect_error=True,
+                                        source_ip=self.source_ip, retry_after=RATE_WAIT_MAX_SECONDS)  # fmt: skip
+                    self._give_up(message, result, everything=True)
+                    continue
                 try:
                     result = await endpoint.send(message)
                 except NotSent:
@@ -441,10 +525,10 @@ class _Batch:
             if endpoint is not None:
                 await self.pool.release(key, endpoint, self.max_messages)
 
-    def _give_up(self, message: OutboundMessage, result: SendResult) -> None:
+    def _give_up(self, message: OutboundMessage, result: SendResult, *, everything: bool = False) -> None:
         """No connection could be had. Other lanes still connected take the rest of the queue; the last lane
-        settles everything left with this failure."""
-        if self.active > 1:
+        (or any lane, with `everything`) settles everything left with this failure."""
+        if self.active > 1 and not everything:
             self.queue.appendleft(message)
             return
         self.record(message, result)
