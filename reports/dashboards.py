@@ -3,7 +3,7 @@ What the monitoring pages show, read from the roll-ups: time series, totals and 
 top reply codes; plus what a page needs from elsewhere (queue, domains' authentication, warm-up, alerts).
 
 A `Scope` says whose numbers: one tenant's (`tenant_id`) or every tenant's (None: operators), narrowed by a domain,
-pool, source IP, provider or campaign. Ranges up to 48 h read the minute roll-ups, longer ones the hour roll-ups;
+pool, source IP, provider or campaign. Ranges up to 6 h read the minute roll-ups, longer ones the hour roll-ups;
 both are grouped in SQL by bucket, so a page reads at most a few thousand rows however much mail was sent.
 """
 
@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -24,11 +23,12 @@ from .models import HourRollup, MinuteRollup, ReplyHour, ReplyMinute
 RANGES = {
     "1h": (timedelta(hours=1), 1, "Last hour"),
     "6h": (timedelta(hours=6), 5, "Last 6 hours"),
-    "24h": (timedelta(hours=24), 15, "Last 24 hours"),
+    "24h": (timedelta(hours=24), 60, "Last 24 hours"),
     "7d": (timedelta(days=7), 60, "Last 7 days"),
     "30d": (timedelta(days=30), 360, "Last 30 days"),
 }
 DEFAULT_RANGE = "24h"
+MINUTE_RANGE = timedelta(hours=6)  # longer ranges read the hour roll-ups
 SERIES_FIELDS = ("accepted", "attempts", "delivered", "deferred", "bounced", "expired", "complained", "unsubscribed",
                  "opened", "clicked", "delivered_bytes")  # fmt: skip
 DIMENSIONS = {"domain": "domain_id", "pool": "pool_id", "source_ip": "source_ip", "provider": "provider",
@@ -65,8 +65,9 @@ def window(range_name, now=None):
 
 
 def _table(since, now):
-    """Minute roll-ups within their retention, else hour roll-ups."""
-    fine = since >= now - timedelta(hours=settings.ROLLUP_MINUTE_RETENTION_HOURS)
+    """Minute roll-ups for ranges up to MINUTE_RANGE (6 h), hour roll-ups beyond: a day of minute rows over every key
+    is a hundred thousand rows, of hour rows a few thousand."""
+    fine = since >= now - MINUTE_RANGE
     return (MinuteRollup, ReplyMinute) if fine else (HourRollup, ReplyHour)
 
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from deliveryhub.choices import Area
-from deliveryhub.crypto import EncryptedTextField
+from deliveryhub.crypto import Ciphertext, EncryptedTextField
 from deliveryhub.models import ChangeLoggedModel, PanelURLs, TenantModel
 from deliveryhub.querysets import TenantQuerySet
 from queues.webhooks import http as webhook_http
@@ -92,7 +92,8 @@ class AlertChannel(PanelURLs, ChangeLoggedModel, TenantModel):
             webhook_http.check_url(self.target.strip())  # the events webhooks' policy (netguard), one for both
         except ValidationError as error:
             raise ValidationError({"target": error.message_dict.get("url", error.messages)}) from None
-        if self.kind == ChannelKind.WEBHOOK and self.secret and not self.secret.startswith(WEBHOOK_SECRET_PREFIX):
+        typed = self.secret and not isinstance(self.secret, Ciphertext)  # a restored secret arrives encrypted
+        if self.kind == ChannelKind.WEBHOOK and typed and not self.secret.startswith(WEBHOOK_SECRET_PREFIX):
             raise ValidationError({"secret": f"A signing secret starts with {WEBHOOK_SECRET_PREFIX}."})
 
 

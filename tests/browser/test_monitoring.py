@@ -162,7 +162,7 @@ class MonitoringBrowserTest(BrowserTestCase):
         page = self.open_page(viewport={"width": 1400, "height": 900})
         self.sign_in(page, root, device, "/platform/monitoring/?range=24h")
         page.goto(self.live_server_url + "/platform/monitoring/?range=24h")
-        expect(page.locator("#chart-complaints")).to_have_attribute("data-points", "97")
+        expect(page.locator("#chart-complaints")).to_have_attribute("data-points", "25")
         expect(page.locator("#top-tenants-volume")).to_contain_text("Acme Mail")
         self.screenshot(page, "monitoring-platform.png")
         page.goto(self.live_server_url + "/monitoring/alerts/")

@@ -32,6 +32,7 @@ from queues.choices import CampaignState
 from queues.delivery.dkim import DkimSigner
 from queues.models import BounceRule, Campaign, ContactList, Message, Route, SmtpCredential, Suppression
 from queues.testing import make_sending_domain
+from reports.models import AlertChannel, AlertRule
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,6 +78,14 @@ def build_configuration():
                                      from_header="Shop <news@mail-a.test>", text="Hello", state=CampaignState.PAUSED,
                                      state_detail="Paused by Alice")  # fmt: skip
     paused.lists.set([news])
+    hook = AlertChannel.objects.create(tenant=tenant_a, name="ops hook", kind="webhook",
+                                       target="https://93.184.215.14/hooks/a",
+                                       secret="whsec_c2VjcmV0LXNlY3JldA==")  # fmt: skip
+    mail = AlertChannel.objects.create(name="noc", kind="email", target="noc@ops.test")
+    rule = AlertRule.objects.create(tenant=tenant_a, name="bounces", metric="bounce_rate", threshold=0.05,
+                                    min_volume=200, group_by="pool", pool=dedicated)  # fmt: skip
+    rule.channels.set([hook])
+    AlertRule.objects.get(tenant=None, default_key="ip-listed").channels.set([mail])
 
 
 def wipe_configuration():
