@@ -7,6 +7,7 @@
 #   make bench-compliance  the audit PDF and data-subject access speed targets
 #   make bench-reports  monitoring: dashboards, /metrics and alert evaluation over seeded attempts (PostgreSQL)
 #   make bench-campaign  import, fan-out and personalised delivery of campaigns (BENCH_DATABASE_URL: PostgreSQL too)
+#   make chaos  fault scenarios against real workers on loopback, each with figures and a verdict (CHAOS_ARGS)
 #   make lint   ruff, system checks and the missing-migration check
 
 .DEFAULT_GOAL := run
@@ -18,7 +19,7 @@ PY := $(VENV)/bin/python
 PYTHON ?=
 PYTEST_ARGS ?= -q
 
-.PHONY: venv run test bench bench-intake bench-compliance bench-campaign bench-reports bench-events lint clean-venv
+.PHONY: venv run test chaos bench bench-intake bench-compliance bench-campaign bench-reports bench-events lint clean-venv
 
 venv: $(VENV)/.installed
 
@@ -77,6 +78,9 @@ bench-campaign: venv
 BENCH_ATTEMPTS ?= 10000000
 bench-reports: venv
 	$(PY) manage.py bench_reports --attempts $(BENCH_ATTEMPTS)
+
+chaos: venv  # fault scenarios on loopback against real workers (figures and a verdict each; see manage.py chaos)
+	$(PY) manage.py chaos $(CHAOS_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -128,6 +128,11 @@ class FaultSMTP:
             return default if default is not None else _DEFAULTS.get(verb, "502 5.5.2 Command not recognized")
         return replies[min(index, len(replies) - 1)]
 
+    def count(self, verb: str) -> int:
+        """How many times `verb` was answered (or left unanswered) so far."""
+        with self._changed:
+            return self._counts[verb.upper()]
+
     def wait_for(self, predicate, timeout: float = 5.0) -> bool:
         """Block until ``predicate(self)`` holds (True) or the timeout passes (False)."""
         with self._changed:
