@@ -8,8 +8,8 @@ backup.register(backup.Section(
     "domains.sending_domains", SendingDomain, order=30, key=("tenant", "name"),
     fields=("uuid", "return_path_subdomain", "dmarc_policy", "dmarc_rua", "dmarc_ruf", "dmarc_alignment",
             "bulk_sender", "spf_all", "spf_extra_terms", "tls_policy", "mta_sts_mode", "tls_rpt_rua",
-            "verification_token", "ownership_verified", "status", "status_changed", "dkim_verified", "ever_verified",
-            "allow_unverified_sending"),
+            "feedback_address", "verification_token", "ownership_verified", "status", "status_changed",
+            "dkim_verified", "ever_verified", "allow_unverified_sending"),
     refs={"tenant": "core.tenants"},
 ))  # fmt: skip
 

@@ -30,6 +30,7 @@ class DomainSettingsForm(forms.ModelForm):
             "dmarc_policy": "DMARC policy",
             "dmarc_rua": "DMARC aggregate reports to (rua)",
             "dmarc_ruf": "DMARC failure reports to (ruf)",
+            "feedback_address": "Feedback-loop address",
             "dmarc_alignment": "DMARC alignment",
             "bulk_sender": "Bulk sender",
             "spf_all": "SPF ends with",

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 DOMAIN_FIELDS = (
     "return_path_subdomain", "dmarc_policy", "dmarc_rua", "dmarc_ruf", "dmarc_alignment", "bulk_sender", "spf_all",
-    "spf_extra_terms", "tls_policy", "mta_sts_mode", "tls_rpt_rua", "allow_unverified_sending",
+    "spf_extra_terms", "tls_policy", "mta_sts_mode", "tls_rpt_rua", "allow_unverified_sending", "feedback_address",
 )  # fmt: skip
 
 

@@ -26,7 +26,8 @@ class SendingDomainSerializer(serializers.ModelSerializer):
         fields = [
             "id", "uuid", "tenant", "name", "unicode_name", "return_path_subdomain", "return_path_host",
             "dmarc_policy", "dmarc_rua", "dmarc_ruf", "dmarc_alignment", "bulk_sender", "spf_all", "spf_extra_terms",
-            "tls_policy", "mta_sts_mode", "tls_rpt_rua", "allow_unverified_sending", "status", "status_changed",
+            "tls_policy", "mta_sts_mode", "tls_rpt_rua", "allow_unverified_sending", "feedback_address",
+            "status", "status_changed",
             "dkim_verified", "ownership_verified", "verification_txt", "last_checked", "can_send", "created",
             "last_updated", "dkim_bits", "ed25519",
         ]  # fmt: skip
