@@ -6,6 +6,7 @@ so a worker waiting on a commit leaves the core to another. The application is l
 forked (less memory, faster restarts); database connections are opened in the workers, never in the master.
 """
 
+import gc
 import multiprocessing
 
 from django.db import connections
@@ -23,5 +24,9 @@ accesslog = env_str("DELIVERYHUB_WEB_ACCESS_LOG", None)  # "-" for stdout; off b
 
 
 def pre_fork(server, worker):
-    """No database connection crosses a fork: two processes on one connection would corrupt it."""
+    """No database connection crosses a fork: two processes on one connection would corrupt it. What the master
+    loaded (Django, the apps, their modules) is frozen out of the garbage collector's generations: a worker's
+    collections then walk only what its requests made, not the whole loaded application again and again (a sixth of
+    a 500-message batch's CPU), and its pages stay shared with the master's."""
     connections.close_all()
+    gc.freeze()

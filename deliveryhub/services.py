@@ -27,6 +27,7 @@ from .constants import (
 from .crypto import digest
 from .models import ApiKey, Membership, Tenant
 from .permissions import Principal
+from .querysets import rows_where
 
 
 @transaction.atomic
@@ -136,9 +137,10 @@ def authenticate_api_key(raw, client_ip=None):
         return None
     wanted = digest(raw)
     now = timezone.now()
-    for key in ApiKey.objects.filter(prefix=lookup).select_related("tenant"):
+    for key in rows_where(ApiKey, prefix=lookup):
         if not hmac.compare_digest(key.digest, wanted):
             continue
+        key.tenant = next(iter(rows_where(Tenant, id=key.tenant_id)), None) if key.tenant_id else None
         if not key.is_usable(now) or (key.tenant_id and not key.tenant.is_active):
             return None
         if not key.allows_address(client_ip):  # a key limited to networks needs a known client address

@@ -1,5 +1,6 @@
 """Querysets of the queues app: the scheduler's ready scan and tenancy through the message."""
 
+from django.db import connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -39,5 +40,10 @@ class SuppressionQuerySet(TenantQuerySet):
         """The addresses (lower case) of `addresses` on the tenant's list, in clear or as an erased pseudonym."""
         wanted = {address.lower(): address.lower() for address in addresses}
         wanted.update({pseudonym_address(address): address for address in list(wanted)})
-        found = self.filter(tenant_id=tenant_id, address__in=list(wanted)).values_list("address", flat=True)
-        return {wanted[address] for address in found}
+        # Asked on every intake request: one plain statement (compiling the ORM's took ten times as long as running it).
+        quote = connections[self.db].ops.quote_name
+        sql = (f"SELECT {quote('address')} FROM {quote(self.model._meta.db_table)} WHERE {quote('tenant_id')} = %s "
+               f"AND {quote('address')} IN ({', '.join(['%s'] * len(wanted))})")  # fmt: skip
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(sql, [tenant_id, *wanted])
+            return {wanted[address] for (address,) in cursor.fetchall()}

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from deliveryhub import audit
 from deliveryhub.exceptions import Conflict
+from deliveryhub.querysets import rows_where
 from domains.models import SendingDomain, normalise_domain_name
 from ippools.models import IPPool
 
@@ -94,7 +95,7 @@ def sending_domain_for(tenant, domain_name, field_name="from"):
     except ValidationError:
         pass  # not a domain at all: answered as "not a sending domain" below
     # Names are stored normalised: an exact match on the (tenant, name) unique index.
-    domain = SendingDomain.objects.filter(tenant=tenant, name=domain_name).first()
+    domain = next(iter(rows_where(SendingDomain, tenant_id=tenant.pk, name=domain_name)), None)
     if domain is None:
         raise ValidationError(
             {field_name: f"{domain_name} is not a sending domain of this tenant: add and verify it under Domains."}

@@ -137,16 +137,17 @@ class MessageAPITest(TenantTestCase):
         self.assertEqual(list(response.json()["error"]["fields"]), ["attachments[0].filename"])
 
     def test_query_counts_pinned(self):
-        """A message costs a fixed number of queries, and a batch of 30 the same as a batch of 5: key, sending domain,
-        suppression list, one INSERT per table (rows in bulk). The key's last_used is written once a minute."""
+        """A message costs a fixed number of queries, and a batch of 30 the same as a batch of 5: key, its tenant,
+        sending domain, suppression list, one INSERT per table (rows in bulk). The key's last_used is written once a
+        minute."""
         api = self.api(self.send_key)
         self.assertEqual(api.post(URL, self.payload(), format="json").status_code, 202)  # marks last_used
-        # key; domain; then in one transaction (a savepoint inside the test's): suppressions, 3 INSERTs
-        with self.assertNumQueries(8):
+        # key; tenant; domain; then in one transaction (a savepoint inside the test's): suppressions, 3 INSERTs
+        with self.assertNumQueries(9):
             self.assertEqual(api.post(URL, self.payload(), format="json").status_code, 202)
         for count in (5, 30):  # (SQLite takes 38 message rows an INSERT, PostgreSQL 500)
             batch = {"messages": [self.payload(to=[f"r{i}@example.com"]) for i in range(count)]}
-            with self.subTest(count=count), self.assertNumQueries(8):
+            with self.subTest(count=count), self.assertNumQueries(9):
                 self.assertEqual(api.post(f"{URL}batch/", batch, format="json").status_code, 202)
 
     def test_direct_shape_path_matches_drf(self):
