@@ -3,8 +3,6 @@ Core models: tenants and memberships, API keys, the audit log, background jobs, 
 abstract bases (`TenantModel`, `ChangeLoggedModel`) every app builds on.
 """
 
-import datetime
-import decimal
 import hashlib
 import json
 import uuid
@@ -32,11 +30,6 @@ from ..querysets import AuditEntryQuerySet, RestrictedQuerySet, TenantQuerySet
 def snapshot_value(value):
     """A JSON-safe form of a field value for audit snapshots."""
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
-
-
-# Field values that cannot change in place: a loaded one is kept as it is until a save asks what changed.
-_IMMUTABLE_VALUES = (str, int, float, type(None), bytes, datetime.date, datetime.time, datetime.timedelta,
-                     decimal.Decimal, uuid.UUID)  # fmt: skip
 
 
 class PersonalDataMixin:
@@ -80,26 +73,9 @@ class ChangeLoggedModel(PersonalDataMixin, models.Model):
 
     @classmethod
     def from_db(cls, db, field_names, values):
-        """A loaded row remembers its audited values, to tell what a later save changed. Most loaded rows are never
-        saved (a request's API key and sending domain), so immutable values are kept as they are and put in their
-        JSON form only by a save; a mutable one (a JSONField's dict or list) is copied now, as it may be changed in
-        place."""
         instance = super().from_db(db, field_names, values)
-        instance._loaded_state = {
-            name: value if isinstance(value, _IMMUTABLE_VALUES) else snapshot_value(value)
-            for name, value in instance._audited_values()
-        }
+        instance._prechange = instance.audit_state()
         return instance
-
-    def _audited_values(self):
-        for field in self._meta.concrete_fields:
-            if field.name not in self.audit_exclude and field.attname in self.__dict__:
-                yield field.attname, getattr(self, field.attname)
-
-    def _prechange(self):
-        """The audit state this object had when loaded or last saved (None for one that was neither)."""
-        loaded = self.__dict__.get("_loaded_state")
-        return None if loaded is None else {name: snapshot_value(value) for name, value in loaded.items()}
 
     @classmethod
     def redacted_fields(cls):
@@ -112,7 +88,12 @@ class ChangeLoggedModel(PersonalDataMixin, models.Model):
 
     def audit_state(self):
         """The audited field values as a JSON-safe dict, secrets included: kept in memory to detect changes only."""
-        return {name: snapshot_value(value) for name, value in self._audited_values()}
+        data = {}
+        for field in self._meta.concrete_fields:
+            if field.name in self.audit_exclude or field.attname not in self.__dict__:
+                continue
+            data[field.attname] = snapshot_value(getattr(self, field.attname))
+        return data
 
     def snapshot(self):
         """The audited field values of this object as a JSON-safe dict, secrets shown as "(secret)"."""
@@ -135,9 +116,9 @@ class ChangeLoggedModel(PersonalDataMixin, models.Model):
         creating = self._state.adding
         super().save(*args, **kwargs)
         post = self.audit_state()
-        pre = None if creating else self._prechange()
+        pre = None if creating else getattr(self, "_prechange", None)
         log_change(self, "create" if creating else "update", pre, post)
-        self._loaded_state = post
+        self._prechange = post
 
 
 def log_deletion(sender, instance, **kwargs):
