@@ -10,6 +10,7 @@ NODE_NAME (DELIVERYHUB_NODE, as the design names it). Earlier names still work w
 DeprecatedSettingWarning (`old=`). Production mode (DEBUG off) refuses to start without real secrets.
 """
 
+import math
 import os
 import secrets
 import warnings
@@ -447,7 +448,7 @@ MESSAGE_MAX_RECIPIENTS = env_int("DELIVERYHUB_MESSAGE_MAX_RECIPIENTS", 1000)  # 
 DATA_UPLOAD_MAX_MEMORY_SIZE = -(-MESSAGE_MAX_BYTES * 4 // 3) + 1024 * 1024
 # messages one batch job claims
 DELIVERY_BATCH_SIZE = env_int("DELIVERYHUB_BATCH_SIZE", 200, old=("DELIVERYHUB_DELIVERY_BATCH_SIZE",))
-# a claimed batch's lease (> job timeout)
+# a claimed batch's lease (renewed while the batch works: a dead worker's rows are free after it)
 DELIVERY_LEASE_SECONDS = env_int("DELIVERYHUB_LEASE_SECONDS", 600, old=("DELIVERYHUB_DELIVERY_LEASE_SECONDS",))
 # enqueued, unclaimed: rescheduled after
 DELIVERY_SCHEDULE_LEASE_SECONDS = env_int(
@@ -461,8 +462,32 @@ DELIVERY_SCHEDULER_INTERVAL = env_int(
 )
 # ready messages one scheduler run looks at
 DELIVERY_SCAN_LIMIT = env_int("DELIVERYHUB_SCAN_LIMIT", 20000, old=("DELIVERYHUB_DELIVERY_SCAN_LIMIT",))
-# seconds RQ gives one batch job
-DELIVERY_JOB_TIMEOUT = env_int("DELIVERYHUB_JOB_TIMEOUT", 300, old=("DELIVERYHUB_DELIVERY_JOB_TIMEOUT",))
+# a batch starts no new SMTP transaction after this many seconds: the rest goes back unchanged
+DELIVERY_BATCH_SECONDS = env_int("DELIVERYHUB_BATCH_SECONDS", 120)
+# the longest one SMTP transaction can last by its stage timeouts (connect, greeting, EHLO, STARTTLS each within
+# SMTP_CONNECT_TIMEOUT; MAIL, RCPT, DATA each within SMTP_COMMAND_TIMEOUT; the data and its reply)
+SMTP_TRANSACTION_MAX_SECONDS = 4 * SMTP_CONNECT_TIMEOUT + 3 * SMTP_COMMAND_TIMEOUT + SMTP_DATA_TIMEOUT
+DELIVERY_JOB_TIMEOUT_MARGIN = 60  # seconds a batch job keeps after its last transaction, to record the outcomes
+# seconds RQ gives one batch job: by default the batch deadline + the longest transaction + the margin, so the SMTP
+# stage timeouts always fire before the job's (a lower value fails at start-up)
+DELIVERY_JOB_TIMEOUT = env_int(
+    "DELIVERYHUB_JOB_TIMEOUT",
+    math.ceil(DELIVERY_BATCH_SECONDS + SMTP_TRANSACTION_MAX_SECONDS + DELIVERY_JOB_TIMEOUT_MARGIN),
+    old=("DELIVERYHUB_DELIVERY_JOB_TIMEOUT",),
+)
+if DELIVERY_JOB_TIMEOUT < DELIVERY_BATCH_SECONDS + SMTP_TRANSACTION_MAX_SECONDS + DELIVERY_JOB_TIMEOUT_MARGIN:
+    raise ImproperlyConfigured(
+        f"DELIVERYHUB_JOB_TIMEOUT={DELIVERY_JOB_TIMEOUT} is shorter than DELIVERYHUB_BATCH_SECONDS "
+        f"({DELIVERY_BATCH_SECONDS}) + the longest SMTP transaction the stage timeouts allow "
+        f"({SMTP_TRANSACTION_MAX_SECONDS:g}) + {DELIVERY_JOB_TIMEOUT_MARGIN} s: the job would time out before the "
+        f"SMTP timeouts fire. Raise it, or lower the SMTP timeouts or the batch seconds."
+    )
+# outcomes are recorded every this many messages ...
+DELIVERY_FLUSH_MESSAGES = env_int("DELIVERYHUB_FLUSH_MESSAGES", 25)
+# ... or every this many seconds, whichever comes first (a 250 is in the database soon after it came)
+DELIVERY_FLUSH_SECONDS = env_float("DELIVERYHUB_FLUSH_SECONDS", 0.25)
+# a lost database connection while recording outcomes: reconnect and retry (with backoff) for this long
+DELIVERY_WRITE_RETRY_SECONDS = env_int("DELIVERYHUB_WRITE_RETRY_SECONDS", 120)
 # connections of one batch at once
 DELIVERY_BATCH_CONCURRENCY = env_int(
     "DELIVERYHUB_BATCH_CONCURRENCY", 100, old=("DELIVERYHUB_DELIVERY_BATCH_CONCURRENCY",)

@@ -41,11 +41,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["DROP", "ReceivedMessage", "SMTPSink", "self_signed_certificate"]
+__all__ = ["DROP", "STALL", "ReceivedMessage", "SMTPSink", "self_signed_certificate"]
 
 #: A scripted "reply" that closes the connection without answering (usable in :meth:`SMTPSink.script` and
 #: :meth:`SMTPSink.script_data`).
 DROP = "<drop connection>"
+#: A scripted end-of-DATA "reply" that never comes: the server waits until the client hangs up (the message counts as
+#: unanswered). For :meth:`SMTPSink.script_data`.
+STALL = "<never answer>"
 #: Default replies.
 RCPT_OK = "250 2.1.5 OK"
 DATA_OK = "250 2.0.0 OK: queued"
@@ -125,6 +128,7 @@ class SMTPSink:
         self.messages: list[ReceivedMessage] = []
         self.rejected: list[ReceivedMessage] = []
         self.unanswered: list[ReceivedMessage] = []
+        self.stalled: list[ReceivedMessage] = []  # end of DATA scripted STALL: waiting for an answer that never comes
         self.connections = 0
         self.transactions = 0
         self._requested_port = port
@@ -221,6 +225,7 @@ class SMTPSink:
             self.messages.clear()
             self.rejected.clear()
             self.unanswered.clear()
+            self.stalled.clear()
             self.connections = self.transactions = 0
 
     def wait_for_messages(self, count: int = 1, timeout: float = 5.0) -> list[ReceivedMessage]:
@@ -323,6 +328,9 @@ class _SinkHandler:
         try:
             if self.sink.reply_delay:
                 await asyncio.sleep(self.sink.reply_delay)
+            if reply == STALL:
+                self.sink._record("stalled", message)
+                await asyncio.sleep(3600)
         except asyncio.CancelledError:  # the client hung up while we stalled
             self.sink._record("unanswered", message)
             raise

@@ -236,7 +236,7 @@ class DeliveryAttemptSerializer(serializers.ModelSerializer):
         model = DeliveryAttempt
         fields = [
             "time", "status", "node", "source_ip", "mx_host", "tls_version", "tls_verified", "code",
-            "enhanced_code", "text", "duration", "category", "action",
+            "enhanced_code", "text", "duration", "category", "action", "possible_duplicate",
         ]  # fmt: skip
         read_only_fields = fields
 

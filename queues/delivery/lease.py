@@ -62,10 +62,21 @@ def still_mine(token, ids):
     return set(queryset.values_list("id", flat=True))
 
 
-def release(token, ids, *, next_attempt_at=None, detail=""):
-    """Give rows back unsent (not this node's IP any more, no capacity): queued again, no attempt counted."""
+def release(token, ids, *, next_attempt_at=None, detail="", outcome_unknown=False):
+    """Give rows back unsent (not this node's IP any more, no capacity, the batch deadline): queued again, no attempt
+    counted. `outcome_unknown`: they may have reached the receiver after all (a job timed out mid-transaction), so
+    their next attempt is flagged as a possible duplicate."""
     now = timezone.now()
+    changes = {"outcome_unknown": True} if outcome_unknown else {}
     return Message.objects.filter(id__in=ids, lease_owner=token).update(
         status=MessageStatus.QUEUED, lease_owner=None, lease_expires=None, source_ip=None,
-        next_attempt_at=next_attempt_at or now, status_detail=detail[:500], updated=now,
+        next_attempt_at=next_attempt_at or now, status_detail=detail[:500], updated=now, **changes,
     )  # fmt: skip
+
+
+def renew(token, ids, now=None):
+    """Extend the lease `token` holds on `ids` by DELIVERY_LEASE_SECONDS from now (a batch still at work)."""
+    now = now or timezone.now()
+    return Message.objects.filter(id__in=ids, lease_owner=token).update(
+        lease_expires=now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    )

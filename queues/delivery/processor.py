@@ -16,12 +16,14 @@ Where the batch goes (route, demo capture server or MX hosts, and the provider i
 """
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
+from rq.timeouts import JobTimeoutException
 
 from domains.choices import TLSPolicy
 from domains.models import SendingDomain
@@ -51,6 +53,8 @@ DOMAIN_BLOCKED_RETRY_SECONDS = 600  # the sending domain may not send: look agai
 UPDATE_CHUNK = 500  # ids per UPDATE … WHERE id IN (…)
 SIGNER_CACHE_SIZE = 1000  # loaded DKIM keys kept per worker process
 RELEASE = "release"  # an Outcome status: give the row back unsent, no attempt counted
+WRITE_RETRY_FIRST_DELAY = 0.2  # seconds before the first retry of a write whose database connection was lost
+WRITE_RETRY_MAX_DELAY = 5.0  # the delay doubles up to this
 
 
 class StopProcessing(Exception):
@@ -69,6 +73,7 @@ class Outcome:
     suppress: str = ""  # a SuppressionReason when the recipient must be suppressed
     retry_at: object = None
     event: str = ""  # an EventKind to record
+    unknown: bool = False  # the receiver may have taken the message although we have no 2xx for it
 
 
 @dataclass
@@ -79,8 +84,11 @@ class Item:
     data: bytes = b""
     result: SendResult | None = None  # what `send` got back (None: not tried, or no answer)
     verdict: object = None  # classifier.Classification of the result
-    sent: bool = False  # handed to the sender
+    handed: bool = False  # given to the sender (it may be on the wire)
+    sent: bool = False  # the sender is done with it (tried, with or without a result)
     outcome: Outcome | None = None
+    record: tuple | None = None  # the rows to write for the outcome, prepared once (`_prepare`)
+    written: bool = False  # the outcome is in the database (or the lease was lost: not ours to write)
 
 
 @dataclass
@@ -93,6 +101,10 @@ class Batch:
     target: object = None  # destination.Target: route, capture or MX, and the provider
     rules: list = field(default_factory=list)  # admins' bounce rules, tried before the defaults
     rate_limited: set = field(default_factory=set)  # source IP ids slowed by this batch
+    deadline: float = math.inf  # time.monotonic() after which no new SMTP transaction starts
+    written: list = field(default_factory=list)  # the rows whose outcome this batch wrote
+    flushed_at: float = field(default_factory=time.monotonic)
+    renew_at: float = math.inf  # time.monotonic() when the lease is extended next
 
     def open(self):
         """Items no step has settled yet."""
@@ -210,8 +222,11 @@ def sign(batch):
 
 
 def send(batch):
-    """Hand the open messages to the connection pool (many connections at once), per source IP; the results go on
-    the items for `settle`. A pair suspended since scheduling, or rate limited now, gives back what was not tried."""
+    """Hand the open messages to the connection pool (many connections at once), per source IP. Results stream back
+    while the batch is under way and are settled and recorded as they come (`_arrived`): an accepted message is in
+    the database within DELIVERY_FLUSH_MESSAGES messages or DELIVERY_FLUSH_SECONDS of its 250. No new transaction
+    starts past the batch deadline (DELIVERY_BATCH_SECONDS): what was not tried by then goes back unchanged. A pair
+    suspended since scheduling, or rate limited now, gives back what was not tried."""
     destination = batch.target.destination
     by_ip = {}
     for item in batch.pending():
@@ -222,6 +237,9 @@ def send(batch):
         if limits is not None and limits.suspended_until is not None:  # suspended since scheduling: give back
             _release_rate_limited(batch, group, limits.suspended_until)
             continue
+        if time.monotonic() >= batch.deadline:
+            _release_past_deadline(group)
+            continue
         route = batch.target.route
         tls_policy = TLSPolicy.REQUIRED if (route and route.tls_required) else _tls_policy(group[0].message)
         outbound = [
@@ -229,6 +247,9 @@ def send(batch):
                             data=item.data)
             for item in group
         ]  # fmt: skip
+        by_id = {item.message.pk: item for item in group}
+        for item in group:
+            item.handed = True
         started = time.monotonic()
         results = state.deliver(
             outbound, destination=destination, source_ip=ip.address,
@@ -237,6 +258,8 @@ def send(batch):
             max_messages_per_connection=limits.messages_per_connection if limits else None,
             stop_when=lambda result: _classify(batch, result).action == RuleAction.DEFER_SLOW,
             gate=PairGate.for_limits(ip.pk, batch.provider, limits),
+            deadline=batch.deadline, on_results=lambda arrived, by_id=by_id: _arrived(batch, by_id, arrived),
+            flush_messages=settings.DELIVERY_FLUSH_MESSAGES, flush_seconds=settings.DELIVERY_FLUSH_SECONDS,
         )  # fmt: skip
         unusable = next((result for result in results.values() if result.source_unusable), None)
         if unusable is not None:  # the IP cannot be bound on this node: paused, its rows go to another IP
@@ -248,13 +271,39 @@ def send(batch):
                     ip.address, time.monotonic() - started)  # fmt: skip
         for item in group:
             item.sent = True
-            item.result = results.get(item.message.pk)
-            item.verdict = _classify(batch, item.result) if item.result is not None else None
+            if item.result is None and item.message.pk in results:  # answered without streaming (no connection)
+                item.result = results[item.message.pk]
+                item.verdict = _classify(batch, item.result)
+        untried = [item for item in group if item.outcome is None and item.result is None]
         limited = [(item.result, item.verdict) for item in group
                    if item.verdict is not None and item.verdict.action == RuleAction.DEFER_SLOW]  # fmt: skip
         if limited:  # the receiver asked us to slow down: slow the pair now, give back what was not tried
             until = _rate_limited(batch, ip, limited)
-            _release_rate_limited(batch, [item for item in group if item.result is None], until)
+            _release_rate_limited(batch, untried, until)
+        elif untried and time.monotonic() >= batch.deadline:
+            _release_past_deadline(untried)
+
+
+def _arrived(batch, by_id, arrived):
+    """Results streaming in from the pool (in the batch's thread): settle them, record them every
+    DELIVERY_FLUSH_MESSAGES messages or DELIVERY_FLUSH_SECONDS, and keep the lease on what is still open."""
+    for message_id, result in arrived:
+        item = by_id[message_id]
+        item.result = result
+        item.verdict = _classify(batch, result)
+        item.sent = True
+        _settle_one(batch, item)
+    unwritten = sum(1 for item in batch.items if item.outcome is not None and not item.written)
+    if unwritten >= settings.DELIVERY_FLUSH_MESSAGES or (
+        unwritten and time.monotonic() - batch.flushed_at >= settings.DELIVERY_FLUSH_SECONDS
+    ):
+        flush(batch)
+    _renew_lease(batch)
+
+
+def _release_past_deadline(items):
+    for item in items:
+        item.outcome = Outcome(RELEASE, "Not tried before the batch deadline: rescheduled.")
 
 
 def settle(batch):
@@ -329,7 +378,7 @@ def _settle_one(batch, item):
             delay = next_attempt_delay(attempts, hint=retry_after)
             item.outcome = Outcome(MessageStatus.DEFERRED, reply, result, category, action,
                                    retry_at=batch.now + timezone.timedelta(seconds=delay),
-                                   event=EventKind.DEFERRED)  # fmt: skip
+                                   event=EventKind.DEFERRED, unknown=result.outcome_unknown)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -337,59 +386,139 @@ def _settle_one(batch, item):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+FIELDS = ["status", "status_detail", "lease_owner", "lease_expires", "lease_reclaims", "updated", "attempts",
+          "first_attempt_at", "last_attempt_at", "delivered_at", "next_attempt_at", "outcome_unknown"]  # fmt: skip
+
+
+def flush(batch):
+    """Record the outcomes settled so far (not the rows to give back: they wait for `finish`). A database that stays
+    away past DELIVERY_WRITE_RETRY_SECONDS leaves them in memory for the next flush or `finish`."""
+    items = [item for item in batch.items if item.outcome is not None and not item.written and
+             item.outcome.status != RELEASE]  # fmt: skip
+    if not items:
+        return
+    try:
+        _write(batch, items)
+    except (OperationalError, InterfaceError):
+        logger.exception("Batch %s: recording %d outcome(s) failed; kept for the next try", batch.token, len(items))
+
+
 def finish(batch):
-    """Write every outcome in bulk: rows, attempts, events, suppressions; then tell ippools how the IPs did."""
-    now = timezone.now()
-    settled = [item for item in batch.items if item.outcome is not None]
+    """Record every outcome not recorded yet, and give back what was not sent; then tell ippools how the IPs did.
+    Returns every row whose outcome the batch wrote (streamed flushes included)."""
     for item in batch.open():  # processing stopped early: give back unsent
         item.outcome = Outcome(RELEASE, "Processing stopped early: rescheduled.")
-        settled.append(item)
-    rows, attempts, events, suppressions, released = [], [], [], [], {}
-    for item in settled:
-        message, outcome = item.message, item.outcome
+    items = [item for item in batch.items if not item.written]
+    if items:
+        _write(batch, items)
+    return batch.written
+
+
+def _write(batch, items):
+    """Write the items' outcomes in one transaction — rows, attempts, events, suppressions, releases — only where
+    the batch's token still holds the lease; a lost database connection is re-opened and the write tried again."""
+    now = timezone.now()
+    for item in items:
+        if item.record is None:
+            item.record = _prepare(item, now)
+    rows = [item.record[0] for item in items if item.record[0] is not None]
+    attempts = [item.record[1] for item in items if item.record[1] is not None]
+    events = [item.record[2] for item in items if item.record[2] is not None]
+    suppressions = [item.record[3] for item in items if item.record[3] is not None]
+    released = {}
+    for item in items:
+        outcome = item.outcome
         if outcome.status == RELEASE:
-            released.setdefault((outcome.retry_at, outcome.detail), []).append(message.pk)
-            continue
-        message.status = outcome.status
-        message.status_detail = (outcome.detail or "")[:STATUS_DETAIL_MAX]
-        message.lease_owner = None
-        message.lease_expires = None
-        message.lease_reclaims = 0  # a worker got through with it: earlier deaths were not its doing
-        message.updated = now
-        result = outcome.result
-        if result is not None:
-            message.attempts += 1
-            message.first_attempt_at = message.first_attempt_at or now
-            message.last_attempt_at = now
-            attempts.append(_attempt_row(message, result, outcome, now))
-        if outcome.status == MessageStatus.DELIVERED:
-            message.delivered_at = now
-        if outcome.status == MessageStatus.DEFERRED:
-            message.next_attempt_at = outcome.retry_at or now
-        if outcome.event:
-            detail = result.smtp_output if result is not None else message.status_detail
-            events.append(dict(message_id=message.pk, time=now, kind=outcome.event, detail=detail,
-                               data=_event_data(result)))  # fmt: skip
-        if outcome.suppress:
-            suppressions.append((message.rcpt_to, outcome.suppress, f"{message.uuid}: {message.status_detail}"))
-        rows.append(message)
-    fields = ["status", "status_detail", "lease_owner", "lease_expires", "lease_reclaims", "updated", "attempts",
-              "first_attempt_at", "last_attempt_at", "delivered_at", "next_attempt_at"]  # fmt: skip
-    with transaction.atomic():
-        mine = _write_mine(batch.token, rows, fields)
-        lost = [m for m in rows if m.pk not in mine]
-        if lost:
-            logger.warning("Lease lost on %d message(s) of batch %s: their outcome is not written", len(lost),
-                           batch.token)  # fmt: skip
-        rows = [m for m in rows if m.pk in mine]
-        _insert(DeliveryAttempt, [a for a in attempts if a["message_id"] in mine])
-        _insert(MessageEvent, [e for e in events if e["message_id"] in mine])
-        if suppressions:
-            suppress_addresses(rows[0].tenant_id if rows else batch.items[0].message.tenant_id, suppressions)
-        for (retry_at, detail), ids in released.items():
-            lease.release(batch.token, ids, next_attempt_at=retry_at, detail=detail)
+            released.setdefault((outcome.retry_at, outcome.detail, outcome.unknown), []).append(item.message.pk)
+
+    def write():
+        with transaction.atomic():
+            mine = _write_mine(batch.token, rows, FIELDS)
+            _insert(DeliveryAttempt, [a for a in attempts if a["message_id"] in mine])
+            _insert(MessageEvent, [e for e in events if e["message_id"] in mine])
+            if suppressions:
+                suppress_addresses(batch.items[0].message.tenant_id, suppressions)
+            for (retry_at, detail, unknown), ids in released.items():
+                lease.release(batch.token, ids, next_attempt_at=retry_at, detail=detail, outcome_unknown=unknown)
+        return mine
+
+    mine = _durably(write, batch.token)
+    for item in items:
+        item.written = True
+    lost = [m for m in rows if m.pk not in mine]
+    if lost:
+        logger.warning("Lease lost on %d message(s) of batch %s: their outcome is not written", len(lost),
+                       batch.token)  # fmt: skip
+    rows = [m for m in rows if m.pk in mine]
+    batch.written += rows
+    batch.flushed_at = time.monotonic()
     _record_ip_outcomes(batch, rows)
-    return rows
+
+
+def _prepare(item, now):
+    """(message row, attempt row, event row, suppression) of one settled item, computed once (a write tried again
+    must not count the attempt twice). A released item has none of them."""
+    message, outcome = item.message, item.outcome
+    if outcome.status == RELEASE:
+        return None, None, None, None
+    message.status = outcome.status
+    message.status_detail = (outcome.detail or "")[:STATUS_DETAIL_MAX]
+    message.lease_owner = None
+    message.lease_expires = None
+    message.lease_reclaims = 0  # a worker got through with it: earlier deaths were not its doing
+    message.updated = now
+    result, attempt, event, suppression = outcome.result, None, None, None
+    if result is not None:
+        message.attempts += 1
+        message.first_attempt_at = message.first_attempt_at or now
+        message.last_attempt_at = now
+        attempt = _attempt_row(message, result, outcome, now)
+    # The next attempt is a possible duplicate if this one's outcome is unknown (the flag on the attempt row says
+    # whether *this* attempt may repeat an earlier one).
+    message.outcome_unknown = outcome.unknown or (result is None and message.outcome_unknown)
+    if outcome.status == MessageStatus.DELIVERED:
+        message.delivered_at = now
+    if outcome.status == MessageStatus.DEFERRED:
+        message.next_attempt_at = outcome.retry_at or now
+    if outcome.event:
+        detail = result.smtp_output if result is not None else message.status_detail
+        event = dict(message_id=message.pk, time=now, kind=outcome.event, detail=detail, data=_event_data(result))
+    if outcome.suppress:
+        suppression = (message.rcpt_to, outcome.suppress, f"{message.uuid}: {message.status_detail}")
+    return message, attempt, event, suppression
+
+
+def _durably(write, token):
+    """`write()`, tried again on a fresh database connection when the connection was lost (a failover, a restart,
+    terminated backends) — with backoff from WRITE_RETRY_FIRST_DELAY doubling to WRITE_RETRY_MAX_DELAY, for at
+    most DELIVERY_WRITE_RETRY_SECONDS. Outcomes in memory are not given up while the database may come back."""
+    give_up = time.monotonic() + settings.DELIVERY_WRITE_RETRY_SECONDS
+    delay = WRITE_RETRY_FIRST_DELAY
+    while True:
+        try:
+            return write()
+        except (OperationalError, InterfaceError):
+            if connection.in_atomic_block or time.monotonic() + delay > give_up:
+                raise
+            logger.warning("Batch %s: database connection lost while recording outcomes; retrying in %.1fs",
+                           token, delay, exc_info=True)  # fmt: skip
+            connection.close()
+            time.sleep(delay)
+            delay = min(delay * 2, WRITE_RETRY_MAX_DELAY)
+
+
+def _renew_lease(batch):
+    """Extend the lease of the rows still open when a third of it is left (a batch may outlast one lease)."""
+    now = time.monotonic()
+    if now < batch.renew_at:
+        return
+    batch.renew_at = now + settings.DELIVERY_LEASE_SECONDS / 3
+    ids = [item.message.pk for item in batch.items if not item.written]
+    try:
+        lease.renew(batch.token, ids)
+    except (OperationalError, InterfaceError):  # the next tick tries again; meanwhile the lease still runs
+        logger.warning("Batch %s: renewing the lease failed", batch.token, exc_info=True)
+        batch.renew_at = now + 1
 
 
 def _insert(model, rows):
@@ -481,6 +610,7 @@ def _attempt_row(message, result, outcome, now):
         duration=result.duration or 0.0,
         category=outcome.category or "",
         action=outcome.action or "",
+        possible_duplicate=message.outcome_unknown,  # an earlier attempt may have reached the receiver
     )
 
 
@@ -544,9 +674,14 @@ def load(ids):
 def process(token, ids):
     """Run the claimed messages `ids` (leased by `token`) through STEPS; returns the rows whose outcome was written.
 
-    Every step but the last may end the batch early (`StopProcessing`); `finish`, the last, always runs.
+    Every step but the last may end the batch early (`StopProcessing`); `finish`, the last, always runs. The RQ job
+    timing out (it should not: no transaction starts past DELIVERY_BATCH_SECONDS, and the job timeout is longer than
+    that plus the longest transaction the stage timeouts allow) is not a poison message: what the receiver accepted
+    is recorded, and the rest goes back unchanged — flagged as a possible duplicate where it was on the wire.
     """
-    batch = Batch(token=token, items=[Item(m) for m in load(ids)])
+    started = time.monotonic()
+    batch = Batch(token=token, items=[Item(m) for m in load(ids)], deadline=started + settings.DELIVERY_BATCH_SECONDS,
+                  renew_at=started + settings.DELIVERY_LEASE_SECONDS / 3)  # fmt: skip
     if not batch.items:
         return []
     batch.rules = _admin_rules(batch.items[0].message.tenant_id)
@@ -556,12 +691,20 @@ def process(token, ids):
             step(batch)
     except StopProcessing as exc:
         logger.debug("Batch %s: %s", token, exc)
+    except JobTimeoutException:
+        logger.warning("Batch %s: the job timed out; recording what was accepted, giving the rest back", token)
+        for item in batch.open():
+            detail = "The batch job timed out: rescheduled."
+            if item.handed:
+                detail = "The batch job timed out during the SMTP transaction (the message may have been delivered)."
+            item.outcome = Outcome(RELEASE, detail, unknown=item.handed)
     except Exception as exc:  # an error of the whole batch (DNS library, pool): defer what is still open
         logger.exception("Batch %s failed", token)
         for item in batch.open():
             item.outcome = Outcome(
                 MessageStatus.DEFERRED, f"Processing error: {type(exc).__name__}: {exc}",
                 retry_at=batch.now + timezone.timedelta(seconds=POISON_RETRY_SECONDS), event=EventKind.ERROR,
+                unknown=item.handed,
             )  # fmt: skip
     return last(batch)
 

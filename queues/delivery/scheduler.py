@@ -67,9 +67,10 @@ def enqueue_batch(node_name, batch_id, ids):
 def reclaim_stale_leases(now=None):
     """Rows a dead worker was sending go back to `queued` (the lease ran out). Returns how many.
 
-    Each reclaim counts on the row: a message whose processing kills its worker (OOM, segfault) would otherwise
-    take down every worker that picks it up, forever. At DELIVERY_MAX_LEASE_RECLAIMS it is `held` for a person
-    to look at (services.release_message puts it back).
+    A reclaimed row may have reached its receiver before the worker died (we cannot know): `outcome_unknown` is set,
+    and its next attempt is recorded as a possible duplicate. Each reclaim counts on the row: a message whose
+    processing kills its worker (OOM, segfault) would otherwise take down every worker that picks it up, forever.
+    At DELIVERY_MAX_LEASE_RECLAIMS it is `held` for a person to look at (services.release_message puts it back).
     """
     now = now or timezone.now()
     limit = settings.DELIVERY_MAX_LEASE_RECLAIMS
@@ -87,6 +88,7 @@ def reclaim_stale_leases(now=None):
         count = reclaimed.filter(id__in=requeued).update(
             status=MessageStatus.QUEUED, lease_owner=None, lease_expires=None, next_attempt_at=now, updated=now,
             lease_reclaims=F("lease_reclaims") + 1, status_detail="The worker's lease ran out: queued again.",
+            outcome_unknown=True,
         )  # fmt: skip
         detail = (
             f"Held: a worker's lease ran out {limit} times while sending this message (the worker was killed or hung, "
@@ -94,7 +96,7 @@ def reclaim_stale_leases(now=None):
         )
         count += reclaimed.filter(id__in=held).update(
             status=MessageStatus.HELD, lease_owner=None, lease_expires=None, updated=now,
-            lease_reclaims=F("lease_reclaims") + 1, status_detail=detail,
+            lease_reclaims=F("lease_reclaims") + 1, status_detail=detail, outcome_unknown=True,
         )  # fmt: skip
         events = [
             MessageEvent(message_id=i, time=now, kind=EventKind.REQUEUED, detail="Worker lease expired.")

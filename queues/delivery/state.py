@@ -78,9 +78,33 @@ class DeliveryState:
             future.cancel()
             raise
 
-    def deliver(self, messages, **options):
-        """`ConnectionPool.deliver(messages, **options)`, synchronously."""
-        return self.run(self.pool.deliver(messages, **options))
+    def deliver(self, messages, *, on_results=None, flush_messages=1, flush_seconds=1.0, **options):
+        """`ConnectionPool.deliver(messages, **options)`, synchronously.
+
+        With `on_results`, results also stream back while the batch is under way: the calling thread is woken
+        when `flush_messages` results arrived or `flush_seconds` passed, and calls `on_results([(id, result), …])`
+        (possibly with an empty list: a tick, e.g. to renew a lease) — so that what the receiver accepted can be
+        recorded soon after its reply, not only at the end. An exception in the calling thread (a job timeout)
+        cancels the batch on the loop; results that arrived are handed over first."""
+        if on_results is None:
+            return self.run(self.pool.deliver(messages, **options))
+        stream = _Stream(flush_messages)
+        future = asyncio.run_coroutine_threadsafe(self.pool.deliver(messages, on_result=stream.put, **options),
+                                                  self.loop)  # fmt: skip
+        future.add_done_callback(lambda _: stream.wake())
+        try:
+            while not future.done():
+                stream.wait(flush_seconds)
+                on_results(stream.take())
+            results = future.result()
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            arrived = stream.take()
+            if arrived:
+                on_results(arrived)
+        return results
 
     def close(self) -> None:
         """QUIT every idle connection and stop the loop thread."""
@@ -96,6 +120,34 @@ class DeliveryState:
     async def _shutdown(self) -> None:
         self._reaper.cancel()
         await self.pool.close()
+
+
+class _Stream:
+    """Results handed from the pool's loop thread to the thread that waits for the batch."""
+
+    def __init__(self, wake_at: int):
+        self.wake_at = max(1, int(wake_at))
+        self._items = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+
+    def put(self, message_id, result) -> None:  # on the loop thread
+        with self._lock:
+            self._items.append((message_id, result))
+            if len(self._items) >= self.wake_at:
+                self._ready.set()
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    def wait(self, timeout: float) -> None:
+        self._ready.wait(timeout)
+
+    def take(self) -> list:
+        with self._lock:
+            items, self._items = self._items, []
+            self._ready.clear()
+            return items
 
 
 def get_state() -> DeliveryState:
@@ -117,7 +169,8 @@ def get_pool() -> ConnectionPool:
 
 
 def deliver(messages, **options):
-    """Deliver a batch over this process's pooled connections; see `ConnectionPool.deliver`."""
+    """Deliver a batch over this process's pooled connections; see `ConnectionPool.deliver` and
+    `DeliveryState.deliver` (results streamed back to `on_results`)."""
     return get_state().deliver(messages, **options)
 
 

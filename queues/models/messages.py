@@ -85,6 +85,9 @@ class Message(PersonalDataMixin, TenantModel):
     lease_expires = models.DateTimeField(null=True, blank=True)
     lease_reclaims = models.PositiveSmallIntegerField(default=0)  # leases that ran out (its worker died); held at a cap
     released_at = models.DateTimeField(null=True, blank=True)  # last released from `held`: the horizon restarts here
+    # The last try's outcome is unknown (its worker's lease was reclaimed, or the connection dropped after the data):
+    # the next attempt is flagged `possible_duplicate`.
+    outcome_unknown = models.BooleanField(default=False)
     source_ip = models.ForeignKey(
         "ippools.IPAddress", on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
     )  # chosen by the scheduler for the current batch, kept for the record
@@ -184,6 +187,9 @@ class DeliveryAttempt(models.Model):
     duration = models.FloatField(default=0.0)  # seconds
     category = models.CharField(max_length=40, blank=True)
     action = models.CharField(max_length=20, blank=True)
+    possible_duplicate = models.BooleanField(
+        default=False, help_text="An earlier attempt may have reached the receiver (its outcome was unknown)."
+    )
 
     permission_area = Area.SENDING
 

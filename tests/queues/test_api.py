@@ -257,7 +257,7 @@ class MessageAPITest(TenantTestCase):
             "time": "2026-03-04T05:06:07Z", "status": "deferred", "node": "node-a", "source_ip": "127.0.0.2",
             "mx_host": "mx1.example.com", "tls_version": "TLSv1.3", "tls_verified": True, "code": 452,
             "enhanced_code": "4.2.2", "text": "Mailbox over quota, try later", "duration": 1.25,
-            "category": "mailbox_full", "action": "defer",
+            "category": "mailbox_full", "action": "defer", "possible_duplicate": False,
         })  # fmt: skip
         client = Client()
         login_verified(client, self.bob)

@@ -104,6 +104,8 @@ class ConnectionPool:
         stop_when=None,
         max_messages_per_connection: int | None = None,
         gate: PairGate | None = None,
+        on_result=None,
+        deadline: float | None = None,
     ) -> dict[object, SendResult]:
         """Send `messages` to `destination` from `source_ip`; returns {message id: SendResult} for every message
         tried.
@@ -115,7 +117,9 @@ class ConnectionPool:
         the batch takes no more messages: those not tried get no result (the caller gives them back unsent).
         `max_messages_per_connection` lowers the pool's limit for this batch (a throttle rule). `gate`: the
         (source IP, provider) pair's node-wide connection slots and message rates (`queues.delivery.limits`), taken
-        when a connection opens and as messages go out.
+        when a connection opens and as messages go out. `on_result(id,
+        result)` is called (on this loop) as each result comes, so the caller can record it before the batch ends;
+        past `deadline` (time.monotonic()) no new transaction starts: the messages left get no result.
         """
         if not messages:
             return {}
@@ -124,6 +128,7 @@ class ConnectionPool:
         policy = REQUIRED if (tls_policy == REQUIRED or destination.tls_required) else OPPORTUNISTIC
         batch = _Batch(self, messages, destination, source_ip, ehlo_hostname, policy, stop_when)
         batch.gate = gate
+        batch.on_result, batch.deadline = on_result, deadline
         batch.health = await asyncio.to_thread(health.read, destination.hosts)
         if not batch.ordered_hosts():  # every host's breaker is open: defer without connecting
             result = batch.breaker_result()
@@ -412,6 +417,8 @@ class _Batch:
         self.gate: PairGate | None = None
         self.tokens = 0  # message-rate tokens taken from the pair's buckets and not used yet
         self._token_lock = asyncio.Lock()
+        self.on_result = None  # called with (message id, result) as each result comes
+        self.deadline: float | None = None  # time.monotonic() after which no new transaction starts
 
     def key(self, host: str, port: int) -> tuple:
         return (self.source_ip, host, port, self.ehlo_hostname, self.tls_policy, self.destination.username)
@@ -440,6 +447,8 @@ class _Batch:
 
     def record(self, message: OutboundMessage, result: SendResult) -> None:
         self.results[message.id] = result
+        if self.on_result is not None:
+            self.on_result(message.id, result)
         if self.stop_when is not None and not result.accepted and not self.halted and self.stop_when(result):
             self.halted = True  # the receiver asks us to slow down: stop here
             self.queue.clear()
@@ -465,7 +474,7 @@ class _Batch:
     async def lane(self) -> None:
         endpoint, key, message = None, None, None
         try:
-            while self.queue:
+            while self.queue and (self.deadline is None or time.monotonic() < self.deadline):
                 message = self.queue.popleft()
                 if endpoint is None:
                     try:
