@@ -9,6 +9,8 @@ QUEUE_DELIVERY = "delivery"
 QUEUE_DEFAULT = "default"
 QUEUE_LOW = "low"
 
+DATABASE_RETRY_AFTER_SECONDS = 5  # Retry-After of the 503 answered while the database is unreachable
+
 AUDIT_GENESIS_HASH = "0" * 64  # prev_hash of the first audit entry
 
 SESSION_TENANT_KEY = "deliveryhub.tenant_id"

@@ -13,6 +13,7 @@ from django.http import HttpResponse
 from . import audit
 from .audit import AuditContext, _context
 from .constants import SESSION_SEEN_KEY, SESSION_STARTED_KEY, SESSION_TENANT_KEY, SESSION_TOUCH_SECONDS
+from .errors import database_unavailable, database_unreachable
 from .permissions import Principal
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -21,6 +22,22 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 def client_ip(request):
     """The client's address. Behind a trusted proxy, configure it to set REMOTE_ADDR (we never trust X-F-F)."""
     return request.META.get("REMOTE_ADDR") or None
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that found the database unreachable answers 503 with Retry-After, not 500 (API views have DRF's
+    exception handler; errors raised by other middleware reach `handler500`, which does the same)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if database_unreachable(exception):
+            return database_unavailable(request)
+        return None
 
 
 class RequestIDMiddleware:

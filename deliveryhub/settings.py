@@ -170,6 +170,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "deliveryhub.middleware.RequestIDMiddleware",
+    "deliveryhub.middleware.DatabaseUnavailableMiddleware",  # database unreachable: 503 + Retry-After, never 500
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

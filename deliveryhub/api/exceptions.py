@@ -5,9 +5,15 @@ names nothing internal) and maps the core's domain errors: Django's `ValidationE
 `deliveryhub.exceptions.Conflict` → 409, a request body over `DATA_UPLOAD_MAX_MEMORY_SIZE` → 413.
 `page_not_found` and `server_error` (the URLconf's handler404/handler500) cover /api/ paths that reach no
 view, and leave the UI's HTML pages as they are.
+
+While the database is unreachable (a failover, a restart, terminated backends) every answer is a 503 with
+`Retry-After` — JSON under /api/ (`database_unavailable`), a short page elsewhere — never a 500: from DRF views
+here, from UI views through `deliveryhub.middleware.DatabaseUnavailableMiddleware`, and from middleware (sessions,
+authentication) through `server_error`.
 """
 
 import logging
+import sys
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
@@ -19,16 +25,19 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from ..constants import DATABASE_RETRY_AFTER_SECONDS
+from ..errors import (
+    API_PATH_PREFIX,
+    DATABASE_UNAVAILABLE_MESSAGE,
+    database_unavailable,
+    database_unreachable,
+    error_body,
+)
 from ..exceptions import Conflict
 
 logger = logging.getLogger(__name__)
 
-API_PATH_PREFIX = "/api/"
 SERVER_ERROR_MESSAGE = "Internal server error: the error is logged with this response's X-Request-ID."
-
-
-def error_body(code, message, fields=None):
-    return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
 class ConflictError(exceptions.APIException):
@@ -56,6 +65,12 @@ def _flatten(detail):
 
 
 def exception_handler(exc, context):
+    if database_unreachable(exc):
+        request = context.get("request")
+        logger.warning("Database unreachable while serving %s", getattr(request, "path", "?"), exc_info=exc)
+        body = error_body("database_unavailable", DATABASE_UNAVAILABLE_MESSAGE)
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})  # fmt: skip
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
@@ -108,7 +123,10 @@ def page_not_found(request, exception):
 
 
 def server_error(request):
-    """handler500: JSON under /api/, the usual page elsewhere."""
+    """handler500: JSON under /api/, the usual page elsewhere; a 503 when the database was unreachable (an error
+    raised by a middleware, e.g. reading the session, reaches only this handler)."""
+    if database_unreachable(sys.exc_info()[1]):
+        return database_unavailable(request)
     if request.path.startswith(API_PATH_PREFIX):
         body = error_body("server_error", SERVER_ERROR_MESSAGE)
         return JsonResponse(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
