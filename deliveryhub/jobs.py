@@ -173,24 +173,27 @@ def handle(job_id):
 
 @dataclass(frozen=True)
 class SystemJob:
-    """A periodic function: run at most once per `interval` seconds on `queue`."""
+    """A periodic function: run at most once per `interval` seconds on `queue` — or, `inline`, in the scheduler
+    process itself, so that it never waits behind other jobs (the delivery scheduler behind deliveries)."""
 
     name: str
     func_path: str
     interval: int
     queue: str
+    inline: bool = False
 
 
 registry = {}  # name -> SystemJob
 
 
-def system_job(interval, queue=QUEUE_DEFAULT, name=None):
+def system_job(interval, queue=QUEUE_DEFAULT, name=None, inline=False):
     """Declare a module-level function as periodic work the scheduler enqueues every `interval` seconds.
 
         @system_job(interval=300)
         def recheck_dns(): ...
 
-    The function takes no arguments and is returned unchanged.
+    The function takes no arguments and is returned unchanged. `inline=True`: `manage.py scheduler` runs it itself
+    on its tick instead of enqueueing it (short, frequent work that must not queue behind workers' jobs).
     """
     if int(interval) <= 0:
         raise ValueError("A system job's interval must be a positive number of seconds.")
@@ -199,7 +202,7 @@ def system_job(interval, queue=QUEUE_DEFAULT, name=None):
 
     def decorator(func):
         path = f"{func.__module__}.{func.__qualname__}"
-        job = SystemJob(name=name or path, func_path=path, interval=int(interval), queue=queue)
+        job = SystemJob(name=name or path, func_path=path, interval=int(interval), queue=queue, inline=inline)
         registry[job.name] = job
         return func
 

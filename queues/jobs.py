@@ -17,9 +17,12 @@ IDEMPOTENCY_KEY_TTL_HOURS = 24  # how long an Idempotency-Key's first answer is 
 IDEMPOTENCY_PRUNE_SECONDS = 3600  # how often old Idempotency-Key answers are deleted
 
 
-@system_job(interval=settings.DELIVERY_SCHEDULER_INTERVAL, name="queues.schedule_deliveries")
+@system_job(interval=settings.DELIVERY_SCHEDULER_INTERVAL, name="queues.schedule_deliveries", inline=True)
 def schedule_deliveries():
     """Turn ready messages into batch jobs on their nodes' queues; requeue expired leases; expire old mail.
+
+    Inline: `manage.py scheduler` runs it in its own process, so it never waits behind delivery batches (a worker
+    serving `default` beside `delivery-<node>` would otherwise take it only between batches).
 
     Only under the current scheduler lease: a job enqueued by a scheduler that has since lost it does nothing.
     """

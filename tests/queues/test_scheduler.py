@@ -6,6 +6,9 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
+from deliveryhub import jobs
+from deliveryhub.constants import QUEUE_DEFAULT
+from deliveryhub.management.commands.scheduler import tick
 from deliveryhub.testing.cases import TenantTestCase
 from queues.choices import EventKind, MessagePriority, MessageStatus
 from queues.delivery import lease, scheduler
@@ -212,3 +215,26 @@ class SchedulerTest(TenantTestCase):
         self.assertEqual(m.status, MessageStatus.QUEUED)
         self.assertGreater(m.next_attempt_at, timezone.now())
         self.assertIn("capacity", m.status_detail)
+
+
+@override_settings(DEMO_MODE=False)
+class SchedulerProcessTest(TenantTestCase):
+    """The delivery scheduler runs in `manage.py scheduler` itself (issue 12 §4): it never waits in a queue behind
+    delivery batches — a tick schedules ready mail with no worker running at all."""
+
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        make_sending_domain(cls.tenant_a, "mail-a.test")
+        make_sending_ips(("127.0.0.2",))
+
+    def test_a_scheduler_tick_schedules_deliveries_itself(self):
+        flush_redis()
+        send(self.tenant_a, ["a@one.example"])
+        registry = jobs.discover_system_jobs()
+        self.assertTrue(registry["queues.schedule_deliveries"].inline)
+        with self.captureOnCommitCallbacks(execute=True):
+            ran = tick({"queues.schedule_deliveries": registry["queues.schedule_deliveries"]})
+        self.assertEqual(ran, ["queues.schedule_deliveries"])
+        self.assertEqual(jobs.get_queue(QUEUE_DEFAULT).count, 0)  # nothing waits for a worker
+        self.assertEqual(len(scheduled_batches()), 1)

@@ -29,15 +29,23 @@ logger = logging.getLogger("deliveryhub.scheduler")
 
 
 def tick(jobs, token=None):
-    """Enqueue the due system jobs (carrying the scheduler lease `token`); return the names enqueued."""
+    """Enqueue the due system jobs (carrying the scheduler lease `token`), run the due inline ones here; return the
+    names enqueued or run."""
     enqueued = []
     for job in sorted(jobs.values(), key=lambda j: j.name):
         queue = get_queue(job.queue)
         key = f"{SCHEDULER_LOCK_PREFIX}{job.name}"
         if not queue.connection.set(key, "1", nx=True, ex=job.interval):
             continue  # enqueued by this or another scheduler less than `interval` seconds ago
+        fence = (leader.SCHEDULER_LEASE, token) if token is not None else None
+        if job.inline:  # run here, now: never behind the jobs queued for workers
+            try:
+                run_system_job(job.func_path, fence)
+            except Exception:  # one failing job never stops the tick; the next interval tries again
+                logger.exception("System job %s failed", job.name)
+            enqueued.append(job.name)
+            continue
         try:
-            fence = (leader.SCHEDULER_LEASE, token) if token is not None else None
             queue.enqueue(run_system_job, job.func_path, fence, description=job.name)
         except Exception:
             queue.connection.delete(key)  # not enqueued: let the next tick try again
